@@ -1,0 +1,46 @@
+"""Depth Anything V2: monocular depth estimation.
+
+    import depth_anything_v2 as da2
+    model = da2.load_model("vits")                       # or a .pth / .safetensors / -hf directory
+    depth = model.infer_image(cv2.imread("photo.jpg"))   # (H, W) float32 disparity
+
+    predictor = da2.DepthPredictor.from_pretrained("metric-hypersim-vits", device="auto")
+    result = predictor.predict("photo.jpg")              # result.depth: (H, W) metres; result.unit == "m"
+
+Importing the package is cheap: the heavy parts load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "DepthAnythingV2": "dpt",
+    "build_model": "loading",
+    "load_model": "loading",
+    "resolve_published": "loading",
+    "CheckpointError": "checkpoints",
+    "DepthPredictor": "predictor",
+    "DepthResult": "predictor",
+    "VARIANTS": "configs",
+    "PUBLISHED_MODELS": "configs",
+}
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .checkpoints import CheckpointError
+    from .configs import PUBLISHED_MODELS, VARIANTS
+    from .dpt import DepthAnythingV2
+    from .loading import build_model, load_model, resolve_published
+    from .predictor import DepthPredictor, DepthResult
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,166 @@
+"""``build_model`` and ``load_model``: every way of getting a ready ``DepthAnythingV2``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from .checkpoints import (
+    CheckpointError,
+    StateDict,
+    check_state_dict,
+    hf_config_model_args,
+    hf_to_reference,
+    infer_encoder,
+    is_hf_state_dict,
+    read_checkpoint,
+)
+from .configs import PUBLISHED_MODELS, PublishedModel, get_variant
+from .dpt import DepthAnythingV2
+
+logger = logging.getLogger(__name__)
+
+#: Published metric file names carry their dataset, hence their max_depth.
+_METRIC_FILE = re.compile(r"depth_anything_v2_metric_(hypersim|vkitti)_(vits|vitb|vitl|vitg)\b")
+_METRIC_MAX_DEPTH = {"hypersim": 20.0, "vkitti": 80.0}
+
+
+def build_model(encoder: str = "vits", max_depth: float | None = None, *, device=None) -> DepthAnythingV2:
+    """A ``DepthAnythingV2`` for ``encoder`` from the variant table, randomly initialised (DINOv2 style)."""
+    v = get_variant(encoder)
+    model = DepthAnythingV2(v.name, v.features, list(v.out_channels), max_depth=max_depth)
+    model.pretrained.init_weights()
+    return model.to(device) if device is not None else model
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None -> cuda, then mps, then cpu; anything else as given (checked to exist)."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested, but CUDA is not available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} requested, but MPS is not available here")
+    return dev
+
+
+def resolve_published(name: str) -> Path:
+    """Path of a published checkpoint in the Hugging Face cache, downloading it if allowed.
+
+    Honours ``HF_HOME`` / ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE``. Offline and not cached: a
+    ``FileNotFoundError`` that names the model, the file and how to provide it.
+    """
+    pm = PUBLISHED_MODELS.get(name)
+    if pm is None:
+        raise ValueError(f"unknown model name {name!r}; expected one of {', '.join(PUBLISHED_MODELS)}")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    logger.info("model %s: %s/%s (licence: %s)", name, pm.repo_id, pm.filename, pm.license)
+    try:
+        return Path(hf_hub_download(pm.repo_id, pm.filename))
+    except LocalEntryNotFoundError as e:
+        from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
+
+        why = "HF_HUB_OFFLINE is set" if HF_HUB_OFFLINE else "the Hugging Face Hub could not be reached"
+        raise FileNotFoundError(
+            f"model {name!r} needs {pm.filename} from https://huggingface.co/{pm.repo_id}, which is not in the "
+            f"Hugging Face cache ({HF_HUB_CACHE}) and {why}. Download it on a connected machine with "
+            f"`huggingface-cli download {pm.repo_id} {pm.filename}` (then copy the cache), or download the file "
+            f"and pass its path instead (--weights PATH)."
+        ) from e
+
+
+def _max_depth_from_name(path: Path) -> float | None:
+    m = _METRIC_FILE.search(path.name)
+    return _METRIC_MAX_DEPTH[m.group(1)] if m else None
+
+
+def load_state_dict_any(source: str | os.PathLike) -> tuple[StateDict, dict]:
+    """Reference-format state dict of any checkpoint file/directory, plus what the file tells about the model
+    (``encoder``, and ``max_depth`` when known: from config.json or a published metric file name)."""
+    path = Path(source)
+    state_dict, hf_config = read_checkpoint(path)
+    info: dict = {}
+    if hf_config is not None or is_hf_state_dict(state_dict):
+        state_dict = hf_to_reference(state_dict)
+        # The published -hf files may lack the unused mask token; it is never read, so zeros are exact.
+        if "pretrained.mask_token" not in state_dict and "pretrained.cls_token" in state_dict:
+            state_dict["pretrained.mask_token"] = torch.zeros_like(state_dict["pretrained.cls_token"][0])
+        if hf_config is not None:
+            info.update(hf_config_model_args(hf_config, state_dict))
+    info.setdefault("encoder", infer_encoder(state_dict))
+    if "max_depth" not in info:
+        md = _max_depth_from_name(path)
+        if md is not None:
+            info["max_depth"] = md
+    return state_dict, info
+
+
+def load_model(
+    source: str | os.PathLike,
+    *,
+    encoder: str | None = None,
+    max_depth: float | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> DepthAnythingV2:
+    """Load a ready-to-run ``DepthAnythingV2`` (in eval mode) from any supported source.
+
+    Args:
+        source: a published model name (``"vits"``, ``"vitb"``, ``"vitl"``, ``"metric-hypersim-vits"``, ...,
+            see ``depth_anything_v2.PUBLISHED_MODELS``), an official ``.pth``, a ``.safetensors`` with the same
+            keys, a transformers-format directory (or its ``model.safetensors`` beside ``config.json``), or a
+            training checkpoint.
+        encoder: checked against the checkpoint when given; otherwise inferred from its tensor shapes.
+        max_depth: ``None`` keeps what the source says (published name, ``config.json``, or a file named
+            ``depth_anything_v2_metric_{hypersim,vkitti}_*.pth``: 20 / 80 m), else relative. A number makes a
+            metric model. The weights cannot tell, so a metric ``.pth`` under another name needs it.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a ``torch.device``; default cpu.
+        dtype: parameter dtype (default float32).
+
+    Raises:
+        CheckpointError: unreadable, unsafe or mismatching files, with expected vs found.
+        FileNotFoundError: a missing path, or a published model that is not cached while offline.
+    """
+    name = os.fspath(source)
+    published: PublishedModel | None = PUBLISHED_MODELS.get(name) if not Path(name).exists() else None
+    if published is not None:
+        if encoder is not None and encoder != published.encoder:
+            raise ValueError(f"model {name!r} has encoder {published.encoder!r}, but encoder={encoder!r} was given")
+        path = resolve_published(name)
+        state_dict, info = load_state_dict_any(path)
+        info["max_depth"] = published.max_depth
+    else:
+        if not Path(name).exists():
+            raise FileNotFoundError(
+                f"{name!r} is neither an existing file or directory nor a published model name "
+                f"({', '.join(PUBLISHED_MODELS)})"
+            )
+        state_dict, info = load_state_dict_any(name)
+    found = info["encoder"]
+    if encoder is not None and encoder != found:
+        raise CheckpointError(
+            f"{name}: the checkpoint is for encoder {found!r} (embedding dim "
+            f"{get_variant(found).encoder.embed_dim}), but encoder {encoder!r} was requested "
+            f"(embedding dim {get_variant(encoder).encoder.embed_dim})"
+        )
+    check_state_dict(state_dict, found)
+    if max_depth is None:
+        max_depth = info.get("max_depth")
+    v = get_variant(found)
+    with torch.device("meta"):
+        model = DepthAnythingV2(v.name, v.features, list(v.out_channels), max_depth=max_depth)
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    model = model.to(device=resolve_device(device) if device is not None else "cpu", dtype=dtype or torch.float32)
+    logger.info("loaded %s: encoder %s, %s", name, found, f"metric, max_depth {max_depth} m" if max_depth else "relative")
+    return model.eval()

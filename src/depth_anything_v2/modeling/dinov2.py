@@ -1,0 +1,194 @@
+"""The DINOv2 ViT encoder of Depth Anything V2.
+
+Attribute names follow the official checkpoint keys under ``pretrained.`` (``cls_token``, ``pos_embed``,
+``mask_token``, ``patch_embed.proj``, ``blocks.N.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.*,ls2.gamma}``,
+``norm``), so official files load strictly with no remapping.
+
+Differences from the reference code that keep its numbers: attention runs through
+``scaled_dot_product_attention`` (no N x N matrix materialised, no xformers), and when the parameters are in
+fp16/bf16 the residual stream and the LayerNorms stay in fp32, so low-precision inference cannot overflow
+where fp32 does not. For fp32 parameters every cast below is a no-op.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..configs import EncoderConfig
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, 3, H, W) -> (B, H/14 * W/14, D)
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class SwiGLUFFNFused(nn.Module):
+    """The vitg feed-forward: one fused ``w12`` projection, SiLU gate, ``w3`` back."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        hidden = (int(hidden * 2 / 3) + 7) // 8 * 8  # 6144 -> 4096 for vitg, as in dinov2
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.w3 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(x1) * x2)
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+def _layer_norm_fp32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm computed in fp32 whatever the parameter dtype (``x`` is the fp32 residual stream)."""
+    if norm.weight.dtype == torch.float32:
+        return norm(x)
+    return F.layer_norm(x, norm.normalized_shape, norm.weight.float(), norm.bias.float(), norm.eps)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with LayerScale; no drop-path (every released model uses 0)."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        dim, hidden = cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, cfg.num_heads)
+        self.ls1 = LayerScale(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = SwiGLUFFNFused(dim, hidden) if cfg.ffn == "swiglufused" else Mlp(dim, hidden)
+        self.ls2 = LayerScale(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self.norm1.weight.dtype
+        x = x + self.ls1.gamma.float() * self.attn(_layer_norm_fp32(self.norm1, x).to(dtype)).float()
+        return x + self.ls2.gamma.float() * self.mlp(_layer_norm_fp32(self.norm2, x).to(dtype)).float()
+
+
+def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, offset: float = 0.1) -> torch.Tensor:
+    """Resize a ``(1, 1 + N, D)`` position embedding (class token first) to a ``grid_h x grid_w`` token grid.
+
+    Matches the reference DINOv2 exactly: unchanged for a square grid of the trained size; otherwise bicubic
+    (align_corners False, no antialias) in fp32 with ``scale_factor=((grid + 0.1) / sqrt(N))`` per axis. The
+    scale-factor form with the +0.1 offset is what the released models run; it is *not* equal to resizing to
+    ``size=(grid_h, grid_w)`` (transformers does the latter), since PyTorch maps output to input coordinates
+    through the given scale factor.
+    """
+    n = pos_embed.shape[1] - 1
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"expected a square position-embedding grid, got {n} patch positions")
+    if grid_h == grid_w == side:
+        return pos_embed
+    dim = pos_embed.shape[-1]
+    pos = pos_embed.float()
+    patch = pos[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    patch = F.interpolate(
+        patch,
+        scale_factor=((grid_h + offset) / side, (grid_w + offset) / side),
+        mode="bicubic",
+        align_corners=False,
+        antialias=False,
+    )
+    if patch.shape[-2:] != (grid_h, grid_w):  # the reference asserts the same
+        raise RuntimeError(f"position-embedding resize gave {tuple(patch.shape[-2:])}, expected {(grid_h, grid_w)}")
+    patch = patch.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)
+    return torch.cat((pos[:, :1], patch), dim=1).to(pos_embed.dtype)
+
+
+class DinoVisionTransformer(nn.Module):
+    """DINOv2 encoder: patch 14, one class token, no register tokens, LayerNorm eps 1e-6."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed_dim = cfg.embed_dim
+        self.patch_size = cfg.patch_size
+        grid = cfg.img_size // cfg.patch_size
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, cfg.embed_dim))
+        # Stored in every checkpoint (used only by DINOv2's masked pre-training), kept for strict loading.
+        self.mask_token = nn.Parameter(torch.zeros(1, cfg.embed_dim))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
+
+    def init_weights(self) -> None:
+        """DINOv2's initialisation (truncated normal, std 0.02; LayerScale 1.0 as ``init_values``)."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def prepare_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> fp32 tokens ``(B, 1 + H/14 * W/14, D)`` with class token and positions."""
+        b, _, h, w = x.shape
+        tokens = self.patch_embed(x).float()
+        pos = interpolate_pos_embed(self.pos_embed, h // self.patch_size, w // self.patch_size).float()
+        return torch.cat((self.cls_token.float().expand(b, -1, -1), tokens), dim=1) + pos
+
+    def get_intermediate_layers(self, x: torch.Tensor, layer_idx: tuple[int, ...]) -> list[torch.Tensor]:
+        """Outputs of the blocks in ``layer_idx``, each through the final norm, class token dropped.
+
+        Returns ``len(layer_idx)`` tensors of shape ``(B, H/14 * W/14, D)`` in the parameter dtype.
+        """
+        if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
+            raise ValueError(f"expected height and width divisible by {self.patch_size}, got {tuple(x.shape[-2:])}")
+        wanted = set(layer_idx)
+        last = max(wanted)
+        dtype = self.norm.weight.dtype
+        x = self.prepare_tokens(x)
+        outputs = []
+        for i, block in enumerate(self.blocks[: last + 1]):
+            x = block(x)
+            if i in wanted:
+                outputs.append(_layer_norm_fp32(self.norm, x[:, 1:]).to(dtype))
+        return outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Final-norm class token ``(B, D)``, as DINOv2's default head-less forward."""
+        x = self.prepare_tokens(x)
+        for block in self.blocks:
+            x = block(x)
+        return _layer_norm_fp32(self.norm, x[:, 0]).to(self.norm.weight.dtype)

@@ -1,0 +1,102 @@
+"""The DPT decoder of Depth Anything V2.
+
+Attribute names follow the official checkpoint keys under ``depth_head.`` (``projects``, ``resize_layers``,
+``scratch.layer{1-4}_rn``, ``scratch.refinenet{1-4}.{out_conv,resConfUnit1,resConfUnit2}``,
+``scratch.output_conv1``, ``scratch.output_conv2``) so official files load strictly with no remapping.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..configs import PATCH_SIZE
+
+
+class ResidualConvUnit(nn.Module):
+    """relu -> conv3x3 -> relu -> conv3x3 -> + input (the first relu must not be in place: the input is reused)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(x))
+        return self.conv2(F.relu(out, inplace=True)) + x
+
+
+class FeatureFusionBlock(nn.Module):
+    """out = x0 (+ resConfUnit1(x1)); resConfUnit2; bilinear resize (align_corners=True); 1x1 out_conv."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.out_conv = nn.Conv2d(features, features, 1)
+        # refinenet4 stores resConfUnit1 but never calls it; it stays for strict loading.
+        self.resConfUnit1 = ResidualConvUnit(features)
+        self.resConfUnit2 = ResidualConvUnit(features)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:
+        if skip is not None:
+            x = x + self.resConfUnit1(skip)
+        x = self.resConfUnit2(x)
+        # align_corners=True as the reference (and transformers); size None means x2 (refinenet1).
+        if size is None:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        else:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+        return self.out_conv(x)
+
+
+class Scratch(nn.Module):
+    def __init__(self, in_channels: tuple[int, ...], features: int, metric: bool) -> None:
+        super().__init__()
+        for i, c in enumerate(in_channels, start=1):
+            setattr(self, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
+        for i in range(1, 5):
+            setattr(self, f"refinenet{i}", FeatureFusionBlock(features))
+        self.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
+        self.output_conv2 = nn.Sequential(
+            nn.Conv2d(features // 2, 32, 3, padding=1),
+            nn.ReLU(True),
+            nn.Conv2d(32, 1, 1),
+            nn.Sigmoid() if metric else nn.ReLU(True),
+            nn.Identity(),
+        )
+
+
+class DPTHead(nn.Module):
+    """Reassembles four ``(B, N, D)`` token maps into a ``(B, 1, 14*h, 14*w)`` prediction."""
+
+    def __init__(self, in_channels: int, features: int, out_channels: tuple[int, ...], metric: bool = False) -> None:
+        super().__init__()
+        self.projects = nn.ModuleList(nn.Conv2d(in_channels, c, 1) for c in out_channels)
+        c0, c1, _, c3 = out_channels
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(c0, c0, kernel_size=4, stride=4),
+                nn.ConvTranspose2d(c1, c1, kernel_size=2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(c3, c3, kernel_size=3, stride=2, padding=1),
+            ]
+        )
+        self.scratch = Scratch(tuple(out_channels), features, metric)
+
+    def forward(self, features: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
+        s = self.scratch
+        layers = []
+        for i, tokens in enumerate(features):
+            # (B, h*w, D) -> (B, D, h, w); a 1x1 conv on tokens is a linear layer, applied before the reshape.
+            proj = self.projects[i]
+            x = F.linear(tokens, proj.weight.flatten(1), proj.bias)
+            x = x.transpose(1, 2).reshape(x.shape[0], -1, patch_h, patch_w)
+            layers.append(self.resize_layers[i](x))
+        l1, l2, l3, l4 = (getattr(s, f"layer{i}_rn")(x) for i, x in enumerate(layers, start=1))
+        path = s.refinenet4(l4, size=l3.shape[2:])
+        path = s.refinenet3(path, l3, size=l2.shape[2:])
+        path = s.refinenet2(path, l2, size=l1.shape[2:])
+        path = s.refinenet1(path, l1)
+        out = s.output_conv1(path)
+        out = F.interpolate(out, (patch_h * PATCH_SIZE, patch_w * PATCH_SIZE), mode="bilinear", align_corners=True)
+        return s.output_conv2(out)
