@@ -9,6 +9,7 @@ strict key checking, and errors that say what was expected and what was found.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pickle
@@ -213,7 +214,7 @@ def reference_to_hf(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     for k, v in state_dict.items():
         m = re.fullmatch(r"pretrained\.blocks\.(\d+)\.attn\.qkv\.(\w+)", k)
         if m:  # one fused qkv projection -> separate query/key/value
-            for name, part in zip(_QKV, v.chunk(3, dim=0)):
+            for name, part in zip(_QKV, v.chunk(3, dim=0), strict=True):
                 out[f"backbone.encoder.layer.{m.group(1)}.attention.attention.{name}.{m.group(2)}"] = part.clone()
             continue
         new = _convert_key(k, to_hf=True)
@@ -338,10 +339,8 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], encoder: str) -> No
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     found = None
-    try:
+    with contextlib.suppress(CheckpointError):
         found = infer_encoder(state_dict)
-    except CheckpointError:
-        pass
     if found is not None and found != encoder:
         raise CheckpointError(f"the checkpoint is for encoder {found!r}, but encoder {encoder!r} was requested")
     if missing or unexpected:

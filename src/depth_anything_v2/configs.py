@@ -52,9 +52,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(EncoderConfig("vits", 384, 12, 6, "mlp", (2, 5, 8, 11)), 64, (48, 96, 192, 384)),
         Variant(EncoderConfig("vitb", 768, 12, 12, "mlp", (2, 5, 8, 11)), 128, (96, 192, 384, 768)),
         Variant(EncoderConfig("vitl", 1024, 24, 16, "mlp", (4, 11, 17, 23)), 256, (256, 512, 1024, 1024)),
-        Variant(
-            EncoderConfig("vitg", 1536, 40, 24, "swiglufused", (9, 19, 29, 39)), 384, (1536, 1536, 1536, 1536)
-        ),
+        Variant(EncoderConfig("vitg", 1536, 40, 24, "swiglufused", (9, 19, 29, 39)), 384, (1536, 1536, 1536, 1536)),
         # Not a published model: a few-hundred-kB network with the full architecture, for tests and demos.
         Variant(EncoderConfig("tiny", 32, 4, 2, "mlp", (0, 1, 2, 3)), 16, (8, 16, 32, 32)),
     )

@@ -162,5 +162,7 @@ def load_model(
         model = DepthAnythingV2(v.name, v.features, list(v.out_channels), max_depth=max_depth)
     model.load_state_dict(state_dict, strict=True, assign=True)
     model = model.to(device=resolve_device(device) if device is not None else "cpu", dtype=dtype or torch.float32)
-    logger.info("loaded %s: encoder %s, %s", name, found, f"metric, max_depth {max_depth} m" if max_depth else "relative")
+    logger.info(
+        "loaded %s: encoder %s, %s", name, found, f"metric, max_depth {max_depth} m" if max_depth else "relative"
+    )
     return model.eval()
