@@ -1,30 +1,188 @@
 """Image decoding for every input path of the toolkit (predictor, CLI, evaluation, training).
 
 ``read_image`` returns an RGB uint8 array and raises ``ImageReadError`` (a ``ValueError``) with the file name
-and the reason for anything it cannot decode.
+and the reason for anything it cannot decode. What it does with each kind of image:
+
+- EXIF orientation is applied (the array is upright as a viewer shows it).
+- Grayscale (``L``, ``1``) is replicated to three channels; palette images are expanded.
+- Alpha (``RGBA``, ``LA``, palette transparency) is *dropped* by default, like ``cv2.imread`` in the reference
+  scripts (so results match the reference); pass ``background=(r, g, b)`` to composite over a colour instead.
+- 16-bit images (``I;16`` grayscale, 16-bit RGB PNG/TIFF) are scaled to 8 bits by taking the high byte
+  (``v >> 8``, what ``cv2.imread`` does), never clipped. 32-bit integer images are read as 16-bit data;
+  32-bit float images as values in ``[0, 1]``.
+- CMYK (including Adobe's inverted CMYK JPEGs) and YCbCr are converted to RGB by Pillow.
+- Multi-frame files (GIF, TIFF) give their first frame.
+- Truncated files raise (Pillow's ``LOAD_TRUNCATED_IMAGES`` must stay ``False``, its default; if another library
+  switched it on, truncated files could decode partially, and ``read_image`` logs a warning once).
+- Size limits: the pixel count is read from the header *before* decoding. Images above ``max_pixels``
+  (default ``DEFAULT_MAX_PIXELS`` = 100 megapixels, about 300 MB decoded) raise; Pillow itself refuses
+  anything above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (179 MP) as a decompression bomb, which is reported the
+  same way. With ``max_side=N`` images whose longer side exceeds ``N`` are downscaled to exactly ``N`` on that
+  side (area interpolation; JPEGs are decoded at reduced size directly, so even a huge JPEG uses little
+  memory) and the pixel limit applies to the decoded size.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: Default pixel limit of ``read_image`` (100 MP: a 12000 x 8000 photo passes, a 100000 x 2000 panorama not).
+DEFAULT_MAX_PIXELS = 100_000_000
+
+#: File extensions that ``read_image`` is expected to decode (lower case, with the dot). Used by ``inputs`` to
+#: pick images out of folders.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".ppm",
+     ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif"}
+)  # fmt: skip
+
+_warned_truncated = False
 
 
 class ImageReadError(ValueError):
     """An input file is not a decodable image; the message names the file and the reason."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to an RGB ``uint8`` array of shape ``(H, W, 3)``, EXIF orientation applied."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def _register_optional_plugins() -> None:
+    """HEIC/HEIF support when ``pillow-heif`` is installed (optional; iPhone photos)."""
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    pillow_heif.register_heif_opener()
 
+
+def _to_rgb_uint8(im, background: tuple[int, int, int] | None) -> np.ndarray:  # im: PIL.Image.Image
+    from PIL import Image
+
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit (or 32-bit integer, read as 16-bit) grayscale: keep the high byte like cv2.imread; Pillow's
+        # own convert("RGB") would clip everything above 255 to white.
+        values = np.asarray(im)
+        gray = (np.clip(values.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        gray = np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        if background is None:
+            return np.asarray(rgba)[:, :, :3].copy()
+        base = Image.new("RGBA", rgba.size, (*background, 255))
+        return np.asarray(Image.alpha_composite(base, rgba).convert("RGB"))
+    if mode == "RGB":
+        return np.asarray(im)
+    return np.asarray(im.convert("RGB"))
+
+
+def read_image(
+    path: str | Path,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+    background: tuple[int, int, int] | None = None,
+) -> np.ndarray:
+    """Decode an image file to an RGB ``uint8`` array of shape ``(H, W, 3)``, EXIF orientation applied.
+
+    Args:
+        path: the image file.
+        max_pixels: refuse images with more pixels than this (checked from the header, before decoding);
+            ``None`` for no limit of our own (Pillow's decompression-bomb limit still applies).
+        max_side: downscale images whose longer side is larger than this to exactly this (aspect kept);
+            ``None`` keeps the full resolution.
+        background: composite transparent images over this RGB colour; ``None`` drops alpha (reference).
+
+    Raises:
+        ImageReadError: missing, empty, unreadable, truncated, unsupported or oversized files; the message
+            starts with the path and says why.
+
+    Example::
+
+        image_rgb = read_image("photo.jpg")  # (H, W, 3) uint8
+    """
+    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+    global _warned_truncated
+    if ImageFile.LOAD_TRUNCATED_IMAGES and not _warned_truncated:
+        _warned_truncated = True
+        logger.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated images may decode partially")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"expected max_side >= 1 or None, got {max_side}")
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+        size = os.stat(path).st_size
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot access ({e.strerror or e})") from None
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a directory, not an image")
+    if size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    if path.suffix.lower() in (".heic", ".heif", ".avif"):
+        _register_optional_plugins()
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            if max_side is not None and max(width, height) > max_side and im.format == "JPEG":
+                # Decode at 1/2, 1/4 or 1/8 scale directly (libjpeg DCT scaling): a fraction of the memory.
+                im.draft("RGB", _scaled_size(width, height, max_side))
+                width, height = im.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageReadError(
+                    f"{path}: image too large: {width}x{height} = {width * height / 1e6:.1f} megapixels, "
+                    f"limit {max_pixels / 1e6:g} megapixels (raise the limit or downscale with max_side)"
+                )
+            im.load()  # decode now: truncation surfaces here as OSError
+            image_rgb = _to_rgb_uint8(ImageOps.exif_transpose(im), background)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: image too large (decompression bomb guard): {e}") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image (unrecognised format, {size} bytes)") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied") from None
+    except MemoryError:
+        raise ImageReadError(f"{path}: out of memory while decoding") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        reason = str(e) or type(e).__name__
+        if "truncated" in reason:
+            reason = f"truncated or corrupt file ({reason})"
+        raise ImageReadError(f"{path}: cannot decode: {reason}") from None
+    height, width = image_rgb.shape[:2]
+    if max_side is not None and max(height, width) > max_side:
+        import cv2
+
+        image_rgb = cv2.resize(image_rgb, _scaled_size(width, height, max_side), interpolation=cv2.INTER_AREA)
+    return image_rgb
+
+
+def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """``(w, h)`` with the longer side equal to ``max_side``, aspect kept (each side at least 1)."""
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def read_image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image after EXIF orientation, from the header only (no decoding)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: image too large (decompression bomb guard): {e}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
