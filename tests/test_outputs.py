@@ -186,7 +186,7 @@ def test_write_depth_outputs_all_formats(tmp_path):
 
     d = _smooth_map()
     image_rgb = np.full((30, 40, 3), 90, np.uint8)
-    paths = {fmt: tmp_path / f"x{suffix}" for fmt, suffix in outputs.FORMATS.items()}
+    paths = {fmt: tmp_path / f"x{suffix}" for fmt, suffix in outputs.FORMATS.items() if fmt != "ply"}
     written = outputs.write_depth_outputs(paths, d, "disparity", image_rgb=image_rgb, colormap="viridis")
     assert sorted(p.name for p in written) == sorted(p.name for p in paths.values())
     color = read_image(paths["color"])
@@ -222,3 +222,21 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         raise RuntimeError("boom")
     np.testing.assert_array_equal(np.load(target), np.ones((2, 2)))  # untouched
     assert [p.name for p in target.parent.iterdir()] == ["out.npy"]  # temp file removed
+
+
+def test_ply_output_from_metric_depth(tmp_path):
+    from depth_anything_v2 import pointcloud
+
+    depth_m = np.full((6, 8), 2.0, np.float32)
+    image_rgb = np.zeros((6, 8, 3), np.uint8)
+    image_rgb[..., 1] = 200
+    k = pointcloud.intrinsics_for(8, 6, fx=4.0)
+    outputs.write_depth_outputs({"ply": tmp_path / "p.ply"}, depth_m, "metric", image_rgb=image_rgb, intrinsics=k)
+    points, colors = pointcloud.read_ply(tmp_path / "p.ply")
+    assert points.shape == (48, 3) and np.allclose(points[:, 2], 2.0)
+    # Pixel (row 0, col 0): X = (0 - 3.5) * 2 / 4, Y = (0 - 2.5) * 2 / 4.
+    np.testing.assert_allclose(points[0], [-1.75, -1.25, 2.0], rtol=1e-6)
+    assert (colors == [0, 200, 0]).all()
+    with pytest.raises(ValueError, match="the 'ply' format needs metric depth and intrinsics, got kind 'disparity'"):
+        outputs.write_depth_outputs({"ply": tmp_path / "q.ply"}, depth_m, "disparity", intrinsics=k)
+    assert not (tmp_path / "q.ply").exists()

@@ -156,7 +156,7 @@ def read_image(
         raise ImageReadError(f"{path}: out of memory while decoding") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         reason = str(e) or type(e).__name__
-        if "truncated" in reason:
+        if "truncated" in reason.lower():
             reason = f"truncated or corrupt file ({reason})"
         raise ImageReadError(f"{path}: cannot decode: {reason}") from None
     height, width = image_rgb.shape[:2]

@@ -21,6 +21,7 @@ name        suffix             content
 ``sbs``     ``_sbs.png``       the input image, a 50 px white gap, and the colourised map (the reference's
                                side-by-side layout)
 ``pfm``     ``.pfm``           float32 Portable Float Map (lossless; ``read_pfm`` reads it back)
+``ply``     ``.ply``           coloured binary point cloud (``pointcloud``): metric depth only, needs intrinsics
 ==========  =================  ==========================================================================
 
 Near looks near in every visualisation: a relative (disparity) map is larger where the scene is closer, a
@@ -56,6 +57,7 @@ FORMATS: dict[str, str] = {
     "gray": "_gray.png",
     "sbs": "_sbs.png",
     "pfm": ".pfm",
+    "ply": ".ply",
 }
 
 #: The PNG text key that carries the 16-bit mapping (JSON).
@@ -495,17 +497,23 @@ def write_depth_outputs(
     image_rgb: np.ndarray | None = None,
     colormap: str = "Spectral_r",
     metric_unit_m: float = DEFAULT_METRIC_UNIT_M,
+    intrinsics=None,  # pointcloud.Intrinsics, for "ply"
+    remove_edges: bool = True,
 ) -> list[Path]:
     """Write ``depth`` in each format named in ``paths`` (format name -> file path, names from ``FORMATS``).
 
-    Visualisations use ``display_range(depth, kind)`` (near looks near). ``sbs`` needs ``image_rgb``.
-    Returns the paths written. Unknown format names raise ``ValueError`` before anything is written.
+    Visualisations use ``display_range(depth, kind)`` (near looks near). ``sbs`` needs ``image_rgb``; ``ply``
+    needs metric depth and ``intrinsics`` (``pointcloud.intrinsics_for``), is coloured with ``image_rgb`` when
+    given, and drops flying pixels unless ``remove_edges`` is false. Returns the paths written. Unknown format
+    names and missing requirements raise ``ValueError`` before anything is written.
     """
     unknown = sorted(set(paths) - set(FORMATS))
     if unknown:
         raise ValueError(f"expected formats from {sorted(FORMATS)}, got {unknown}")
     if "sbs" in paths and image_rgb is None:
         raise ValueError("the 'sbs' format needs image_rgb")
+    if "ply" in paths and (kind != "metric" or intrinsics is None):
+        raise ValueError(f"the 'ply' format needs metric depth and intrinsics, got kind {kind!r}")
     vmin, vmax = display_range(depth, kind)
     color = colorize(depth, colormap, vmin, vmax) if ("color" in paths or "sbs" in paths) else None
     written = []
@@ -522,5 +530,12 @@ def write_depth_outputs(
             write_rgb_png(path, side_by_side(image_rgb, color))
         elif fmt == "pfm":
             write_pfm(path, depth)
+        elif fmt == "ply":
+            from . import pointcloud
+
+            points, colors = pointcloud.depth_to_points(
+                depth, intrinsics, image_rgb=image_rgb, remove_edges=remove_edges
+            )
+            pointcloud.write_ply(path, points, colors)
         written.append(Path(path))
     return written
