@@ -64,8 +64,7 @@ def _prepare(
             raise TypeError(f"{name}: expected {arg} to be a torch.Tensor, got {type(value).__name__}")
     if pred.shape != target.shape:
         raise ValueError(
-            f"{name}: expected pred and target of the same shape, "
-            f"got {tuple(pred.shape)} and {tuple(target.shape)}"
+            f"{name}: expected pred and target of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
         )
     if pred.ndim < 2:
         raise ValueError(f"{name}: expected (H, W) or (B, H, W) tensors, got shape {tuple(pred.shape)}")
