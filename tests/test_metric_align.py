@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from depth_anything_v2.metric_align import (
+    KNOWN_DEPTH_SUFFIXES,
     AlignmentError,
     KnownDepthError,
     align_to_metric,
@@ -148,11 +149,12 @@ def test_read_csv_points(tmp_path):
         ("zeros.png", None, "no valid known depth"),
         ("broken.png", b"\x89PNG garbage", "not a readable depth image"),
         ("broken.npy", b"nope", "not a readable .npy"),
-        ("depth.exr", b"", "expected a .png/.tif depth image"),
+        ("depth.exr", b"x", "expected a .png/.tif depth image"),
         ("missing.png", False, "no such file"),
     ],
 )
 def test_known_depth_errors(tmp_path, name, content, message):
+    assert {".png", ".npy", ".csv", ".txt", ".tif"} <= KNOWN_DEPTH_SUFFIXES
     path = tmp_path / name
     if name == "zeros.npy":
         np.save(path, np.zeros((48, 64), np.float32))

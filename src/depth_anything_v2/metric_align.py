@@ -64,6 +64,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "KNOWN_DEPTH_SUFFIXES",
     "MIN_ROBUST_POINTS",
     "AlignResult",
     "AlignmentError",
@@ -81,6 +82,8 @@ MIN_ROBUST_POINTS = 5
 
 _IMAGE_SUFFIXES = {".png", ".tif", ".tiff"}
 _TABLE_SUFFIXES = {".csv", ".txt"}
+#: File suffixes :func:`read_known_depth` accepts (lower case).
+KNOWN_DEPTH_SUFFIXES: frozenset[str] = frozenset(_IMAGE_SUFFIXES | _TABLE_SUFFIXES | {".npy"})
 # Aspect ratios of a known-depth image and the image may differ by this much (rounding of odd sizes).
 _ASPECT_RTOL = 0.02
 

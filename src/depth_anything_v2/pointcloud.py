@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -298,7 +298,13 @@ def write_ply(path: str | Path, points: np.ndarray, colors: np.ndarray | None = 
         header += ["property uchar red", "property uchar green", "property uchar blue"]
     header.append("end_header")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:  # mode 0o666 & ~umask like any new file (mkstemp's 0o600 would survive os.replace)
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(("\n".join(header) + "\n").encode("ascii"))

@@ -75,6 +75,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -443,11 +444,16 @@ class _AtomicOutputs:
         self.pending: dict[Path, Path] = {}
 
     def temp_for(self, final: Path) -> Path:
-        # Keep the suffix: OpenCV picks the container from it.
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=self.out_dir)
-        os.close(fd)
-        self.pending[final] = Path(tmp)
-        return Path(tmp)
+        # Keep the suffix: OpenCV picks the container from it. Created with mode 0o666 & ~umask (mkstemp would
+        # make it 0o600, and os.replace keeps that: outputs unreadable to the group).
+        while True:
+            tmp = self.out_dir / f".{final.stem}.{secrets.token_hex(4)}.tmp{final.suffix}"
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                continue
+            self.pending[final] = tmp
+            return tmp
 
     def commit(self) -> None:
         for final, tmp in self.pending.items():
