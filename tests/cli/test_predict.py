@@ -224,6 +224,9 @@ def test_usage_errors_inputs_and_model(tmp_path, tiny_weights, capsys):
     assert "is also an input folder" in capsys.readouterr().err
     assert _run(tiny_weights, str(tmp_path / "in")) == 2
     assert "--out is required" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert _run(tiny_weights, str(tmp_path / "in"), "--out", str(tmp_path / "file" / "out")) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err
     args = ["predict", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "w.pth")]
     assert main(args) == 2
     assert "cannot load model" in capsys.readouterr().err

@@ -52,8 +52,11 @@ output naming:
     sbs    <stem>_sbs.png       input | gap | colourised
     pfm    <stem>.pfm           float32 PFM (lossless)
     ply    <stem>.ply           coloured point cloud (metric models, or with --align-to)
-  --align-to also writes <stem>_align.json (fit and quality). Videos write OUT/<stem>.<...> files (see the
-  video formats in the README). Writes are atomic; --skip-existing skips inputs whose outputs all exist.
+  'all' = every format but ply. --align-to also writes <stem>_align.json (the fit and its quality).
+  Videos: color -> <stem>_depth.mp4, sbs -> <stem>_sbs.mp4, gray -> <stem>_gray.mp4, npy -> <stem>_depth.npy
+  (N, H, W) + <stem>_depth.json; other formats are ignored for videos. Streams: OUT/camera0_depth.mp4,
+  OUT/stream_<host>_<path>_depth.mp4. Writes are atomic (a killed run leaves no partial file under a final
+  name); --skip-existing skips inputs whose requested outputs all exist, so it resumes a killed run.
 
 exit status: 0 all inputs done, 1 some inputs failed (reported, the rest completed), 2 usage error.
 """
@@ -410,6 +413,16 @@ def _outputs_exist(item, opts: Options) -> bool:
     return all(p.is_file() for p in paths)
 
 
+def _video_outputs_exist(item, opts: Options) -> bool:
+    from .. import video
+
+    assert opts.out is not None
+    out_path = item.output_path(opts.out, "")
+    return all(
+        p.is_file() for p in video.video_output_paths(out_path.parent, out_path.name, set(opts.formats)).values()
+    )
+
+
 def run_images(predictor, items: list, opts: Options, report: Report, bar) -> None:
     """Decode -> infer -> write with overlap; failures are recorded in ``report``."""
     writer_slots = threading.BoundedSemaphore(max(2, opts.workers) + opts.batch_size)
@@ -471,8 +484,9 @@ def run(args: argparse.Namespace) -> int:
         report.fail(failure.source, failure.reason)
     if opts.skip_existing:
         todo = [i for i in images if not _outputs_exist(i, opts)]
-        report.skipped = len(images) - len(todo)
-        images = todo
+        todo_videos = [i for i in videos if not _video_outputs_exist(i, opts)]
+        report.skipped = len(images) - len(todo) + len(videos) - len(todo_videos)
+        images, videos = todo, todo_videos
     started = time.perf_counter()
     if images or videos or streams:
         predictor = _load_predictor(args)
@@ -480,6 +494,11 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 "--format ply needs metric depth: use a metric model (--model metric-..., --max-depth) or --align-to"
             )
+        if opts.out is not None:
+            try:
+                opts.out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"--out {opts.out}: cannot create the output folder ({e.strerror or e})") from None
         logger.info("model on %s, %s; %d images, %d videos, %d streams", predictor.device, predictor.dtype,
                     len(images), len(videos), len(streams))  # fmt: skip
         if images:
@@ -516,11 +535,6 @@ def _run_video(predictor, item, opts: Options, report: Report) -> None:
     out_path = item.output_path(opts.out, "")
     bar = None
     try:
-        if opts.skip_existing and all(
-            p.is_file() for p in video.video_output_paths(out_path.parent, out_path.name, set(opts.formats)).values()
-        ):
-            report.skipped += 1
-            return
         if opts.progress:
             from tqdm import tqdm
 
