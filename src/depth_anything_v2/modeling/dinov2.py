@@ -20,6 +20,27 @@ from torch import nn
 
 from ..configs import EncoderConfig
 
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+
+def linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tensor:
+    """``layer(x)``, optionally followed by exact (erf) GELU.
+
+    Inference on CPU in fp32 goes through oneDNN's matmul with the bias and GELU fused (the kernel PyTorch's
+    own compiler emits); it is ~20% faster here than MKL's addmm + a separate GELU and equal to it within
+    fp32 rounding (``tests/modeling/test_dinov2.py``). Anything that needs autograd, or another device or
+    dtype, takes the plain path.
+    """
+    if (
+        _ONEDNN_LINEAR is not None
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
+    ):
+        return _ONEDNN_LINEAR(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else "")
+    y = F.linear(x, layer.weight, layer.bias)
+    return F.gelu(y) if gelu else y
+
 
 class PatchEmbed(nn.Module):
     def __init__(self, patch_size: int, embed_dim: int) -> None:
@@ -27,8 +48,12 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, 3, H, W) -> (B, H/14 * W/14, D)
-        return self.proj(x).flatten(2).transpose(1, 2)
+        # (B, 3, H, W) -> (B, H/14 * W/14, D). A stride-14 14x14 convolution is a matmul over the flattened
+        # non-overlapping patches, which is several times faster than the convolution kernel on CPU.
+        b, c, h, w = x.shape
+        p = self.proj.kernel_size[0]
+        patches = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * p * p)
+        return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
 
 
 class Attention(nn.Module):
@@ -40,9 +65,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = linear(x, self.qkv).view(b, n, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+        return linear(x.transpose(1, 2).reshape(b, n, c), self.proj)
 
 
 class Mlp(nn.Module):
@@ -52,7 +78,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return linear(linear(x, self.fc1, gelu=True), self.fc2)
 
 
 class SwiGLUFFNFused(nn.Module):
@@ -100,8 +126,9 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.norm1.weight.dtype
-        x = x + self.ls1.gamma.float() * self.attn(_layer_norm_fp32(self.norm1, x).to(dtype)).float()
-        return x + self.ls2.gamma.float() * self.mlp(_layer_norm_fp32(self.norm2, x).to(dtype)).float()
+        # x + gamma * f(x), in one pass (addcmul), accumulated in fp32
+        x = torch.addcmul(x, self.ls1.gamma.float(), self.attn(_layer_norm_fp32(self.norm1, x).to(dtype)).float())
+        return torch.addcmul(x, self.ls2.gamma.float(), self.mlp(_layer_norm_fp32(self.norm2, x).to(dtype)).float())
 
 
 def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, offset: float = 0.1) -> torch.Tensor:

@@ -89,8 +89,10 @@ class DPTHead(nn.Module):
         for i, tokens in enumerate(features):
             # (B, h*w, D) -> (B, D, h, w); a 1x1 conv on tokens is a linear layer, applied before the reshape.
             proj = self.projects[i]
+            # The (B, h, w, C) -> (B, C, h, w) permute is a channels-last view: no copy, and oneDNN's
+            # channels-last convolutions (which every later layer then inherits) are the fastest on CPU.
             x = F.linear(tokens, proj.weight.flatten(1), proj.bias)
-            x = x.transpose(1, 2).reshape(x.shape[0], -1, patch_h, patch_w)
+            x = x.reshape(x.shape[0], patch_h, patch_w, -1).permute(0, 3, 1, 2)
             layers.append(self.resize_layers[i](x))
         l1, l2, l3, l4 = (getattr(s, f"layer{i}_rn")(x) for i, x in enumerate(layers, start=1))
         path = s.refinenet4(l4, size=l3.shape[2:])

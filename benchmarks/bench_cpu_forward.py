@@ -1,0 +1,134 @@
+"""Time the vits forward pass against transformers' DepthAnythingForDepthEstimation with the same weights.
+
+Both models get random weights (ours converted to the transformers format and loaded with
+``from_pretrained``), the same input tensor, and run alternately in one process so machine noise hits both
+alike. Prints the median time of each, the ratio, the largest output difference, and peak memory (RSS high-water
+mark of a fresh process running one forward of each, measured in subprocesses).
+
+    python benchmarks/bench_cpu_forward.py                  # vits, 518x518 and 518x686, fp32
+    python benchmarks/bench_cpu_forward.py --repeats 20 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def build_pair(encoder: str, workdir: Path):
+    from transformers import DepthAnythingForDepthEstimation
+    from transformers.utils import logging as hf_logging
+
+    from depth_anything_v2 import build_model
+    from depth_anything_v2.checkpoints import hf_config_for, reference_to_hf
+    from depth_anything_v2.configs import get_variant
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(0)
+    ours = build_model(encoder).eval()
+    with torch.no_grad():  # a positive final bias keeps the random network's output off the ReLU floor
+        ours.depth_head.scratch.output_conv2[2].bias.fill_(1.0)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in reference_to_hf(ours.state_dict()).items()}, workdir / "model.safetensors")
+    (workdir / "config.json").write_text(json.dumps(hf_config_for(get_variant(encoder), None)))
+    theirs = DepthAnythingForDepthEstimation.from_pretrained(workdir).eval()
+    return ours, theirs
+
+
+def run_theirs(model, x):
+    return model(pixel_values=x).predicted_depth
+
+
+def peak_rss_mb(impl: str, encoder: str, h: int, w: int, threads: int) -> float:
+    """Peak RSS of a fresh process that builds both models and runs one forward of ``impl``, minus the peak
+    of the same process without the forward (so it is the forward's own memory)."""
+    out = []
+    for forward in (False, True):
+        cmd = [sys.executable, __file__, "--mem-child", impl, "--encoder", encoder, "--threads", str(threads)]
+        cmd += ["--size", f"{h}x{w}"] + (["--forward"] if forward else [])
+        out.append(float(subprocess.check_output(cmd, text=True).strip().splitlines()[-1]))
+    return out[1] - out[0]
+
+
+def mem_child(args) -> None:
+    torch.set_num_threads(args.threads)
+    h, w = map(int, args.size.split("x"))
+    with tempfile.TemporaryDirectory() as d:
+        ours, theirs = build_pair(args.encoder, Path(d))
+        x = torch.randn(1, 3, h, w)
+        if args.forward:
+            with torch.inference_mode():
+                ours(x) if args.mem_child == "ours" else run_theirs(theirs, x)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--encoder", default="vits")
+    p.add_argument("--sizes", default="518x518,518x686")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--mem-child", choices=["ours", "theirs"], help=argparse.SUPPRESS)
+    p.add_argument("--size", help=argparse.SUPPRESS)
+    p.add_argument("--forward", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.mem_child:
+        return mem_child(args)
+
+    import platform
+
+    import transformers
+
+    torch.set_num_threads(args.threads)
+    print(
+        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, encoder {args.encoder}, fp32"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        ours, theirs = build_pair(args.encoder, Path(d))
+        print(
+            "| input (HxW) | ours median ms | transformers median ms | speed-up | max abs diff / output range | "
+            "peak MB ours | peak MB transformers |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for size in args.sizes.split(","):
+            h, w = map(int, size.split("x"))
+            x = torch.randn(1, 3, h, w)
+            times = {"ours": [], "theirs": []}
+            with torch.inference_mode():
+                a, b = ours(x), run_theirs(theirs, x)  # warm-up, and the outputs to compare
+                for _ in range(args.repeats):
+                    for name, fn in (("ours", ours), ("theirs", theirs)):
+                        t = time.perf_counter()
+                        fn(x) if name == "ours" else run_theirs(fn, x)
+                        times[name].append(time.perf_counter() - t)
+            diff = (a - b).abs().max().item() / (b.max() - b.min()).item()
+            mo, mt = (statistics.median(times[k]) * 1e3 for k in ("ours", "theirs"))
+            mem = (
+                ("-", "-")
+                if args.no_memory
+                else (
+                    f"{peak_rss_mb('ours', args.encoder, h, w, args.threads):.0f}",
+                    f"{peak_rss_mb('theirs', args.encoder, h, w, args.threads):.0f}",
+                )
+            )
+            print(f"| {h}x{w} | {mo:.1f} | {mt:.1f} | {mt / mo:.2f}x | {diff:.1e} | {mem[0]} | {mem[1]} |", flush=True)
+    print(
+        "# at 518x518 both use the stored 37x37 position embedding, so outputs must agree; at other sizes "
+        "transformers resizes it differently from the reference (REFERENCE section 3), so a difference is expected."
+    )
+
+
+if __name__ == "__main__":
+    main()
