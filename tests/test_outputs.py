@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -201,6 +203,9 @@ def test_write_depth_outputs_all_formats(tmp_path):
     np.testing.assert_array_equal(np.load(paths["npy"]), d)
     np.testing.assert_array_equal(outputs.read_pfm(paths["pfm"]), d)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())  # no temp files
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in paths.values())  # not mkstemp's 0o600
     with pytest.raises(ValueError, match=r"expected formats from .*, got \['jpg'\]"):
         outputs.write_depth_outputs({"jpg": tmp_path / "a.jpg"}, d)
 

@@ -39,7 +39,7 @@ import base64
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -325,7 +325,15 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    while True:
+        # Mode 0o666 & ~umask, like any new file: mkstemp's 0o600 would survive os.replace and hide the outputs
+        # from the group.
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -259,7 +259,7 @@ def test_metric_point_cloud_with_exif_focal_and_fov(tmp_path, tiny_weights, caps
     del rgb
 
 
-def test_align_to_known_depth_makes_relative_output_metric(tmp_path, tiny_weights):
+def test_align_to_known_depth_makes_relative_output_metric(tmp_path, tiny_weights, capsys):
     _image(tmp_path / "in" / "a.png", 42, 56)
     disparity = _predictor(tiny_weights).predict(read_image(tmp_path / "in" / "a.png")).depth
     known = 1.0 / (0.5 * disparity + 0.25)  # metres, a known scale and shift
@@ -273,6 +273,15 @@ def test_align_to_known_depth_makes_relative_output_metric(tmp_path, tiny_weight
     assert fit["inlier_ratio"] == 1.0
     np.testing.assert_allclose(outputs.read_depth_png16(out / "a_depth16.png"), known, atol=5e-4)  # millimetres
     assert (out / "a.ply").stat().st_size > 0
+    # A folder of known depths: one file per input stem; an input without one fails alone.
+    (tmp_path / "known").mkdir()
+    np.save(tmp_path / "known" / "a.npy", known.astype(np.float32))
+    _image(tmp_path / "in" / "b.png", 42, 56, seed=5)
+    out2 = tmp_path / "out2"
+    args = ["--out", str(out2), "--format", "npy", "--align-to", str(tmp_path / "known")]
+    assert _run(tiny_weights, str(tmp_path / "in"), *args) == 1
+    assert _files(out2) == ["a.npy", "a_align.json"]
+    assert f"no known-depth file {tmp_path / 'known' / 'b'}.(.csv|.npy|.png|" in capsys.readouterr().err
 
 
 def test_video_and_stream_routing(tmp_path, tiny_weights, monkeypatch):

@@ -351,16 +351,16 @@ def _infer(predictor, batch: list[Decoded], report: Report, bar) -> Iterator[tup
 
 
 def _align_source(opts: Options, item) -> Path:
-    from ..metric_align import _IMAGE_SUFFIXES, _TABLE_SUFFIXES  # the suffixes read_known_depth accepts
+    from ..metric_align import KNOWN_DEPTH_SUFFIXES
 
     assert opts.align_to is not None
     if opts.align_to.is_file():
         return opts.align_to
-    for suffix in sorted(_IMAGE_SUFFIXES | _TABLE_SUFFIXES | {".npy"}):
+    for suffix in sorted(KNOWN_DEPTH_SUFFIXES):
         candidate = opts.align_to / (item.stem + suffix)
         if candidate.is_file():
             return candidate
-    raise ValueError(f"no known-depth file {opts.align_to / item.stem}.(png|tif|tiff|npy|csv|txt)")
+    raise ValueError(f"no known-depth file {opts.align_to / item.stem}.({'|'.join(sorted(KNOWN_DEPTH_SUFFIXES))})")
 
 
 def _write(d: Decoded, result, opts: Options, report: Report, bar) -> None:
