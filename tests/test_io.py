@@ -34,6 +34,7 @@ def test_rgb_png_roundtrip_exact(tmp_path):
     Image.fromarray(rgb).save(tmp_path / "a.png")
     out = read_image(tmp_path / "a.png")
     assert out.dtype == np.uint8 and out.shape == (24, 36, 3)
+    assert out.flags.writeable and out.flags.c_contiguous
     np.testing.assert_array_equal(out, rgb)
 
 

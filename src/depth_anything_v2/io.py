@@ -91,7 +91,7 @@ def read_image(
     max_side: int | None = None,
     background: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
-    """Decode an image file to an RGB ``uint8`` array of shape ``(H, W, 3)``, EXIF orientation applied.
+    """Decode an image file to an RGB ``uint8`` array of shape ``(H, W, 3)`` (writable, C-contiguous), upright.
 
     Args:
         path: the image file.
@@ -159,6 +159,8 @@ def read_image(
         if "truncated" in reason.lower():
             reason = f"truncated or corrupt file ({reason})"
         raise ImageReadError(f"{path}: cannot decode: {reason}") from None
+    if not image_rgb.flags.writeable:  # Pillow's array interface hands out read-only views
+        image_rgb = image_rgb.copy()
     height, width = image_rgb.shape[:2]
     if max_side is not None and max(height, width) > max_side:
         import cv2
