@@ -55,6 +55,7 @@ def test_corrupt_sample_is_reported_and_skipped_and_limit(tmp_path, make_diode):
     (tmp_path / "val" / reader.key(1)).write_bytes(b"garbage")
     r = evaluate(oracle_disparity, reader, kind="disparity")
     assert r["num_evaluated"] == 2 and r["num_failed"] == 1
+    assert r["settings"]["min_depth"] == 0.6 and r["title"] == "DIODE"  # an opened reader keeps its defaults
     assert r["failures"][0]["key"] == reader.key(1) and "not a readable image" in r["failures"][0]["error"]
     r = evaluate(oracle_disparity, "diode", tmp_path, kind="disparity", limit=1)
     assert r["num_evaluated"] == 1 and r["dataset"]["limit"] == 1

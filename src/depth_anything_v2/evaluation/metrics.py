@@ -36,14 +36,14 @@ sample's largest valid ground-truth depth is used as the upper clip.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
 
-from ..alignment import fit_scale, fit_scale_shift, median_scale
+from ..alignment import fit_scale, fit_scale_shift
 
 __all__ = [
     "ALIGNMENTS",
@@ -55,6 +55,7 @@ __all__ = [
     "compute_metrics",
     "crop_mask",
     "evaluation_mask",
+    "fit_alignment",
     "pixel_sums",
     "score_pairs",
 ]
@@ -146,6 +147,77 @@ def _to_depth(pred: np.ndarray, kind: str) -> np.ndarray:
         return np.where(pred > 0, 1.0 / np.where(pred > 0, pred, 1.0), np.inf)
 
 
+def fit_alignment(
+    pred_values: np.ndarray,
+    gt_values_m: np.ndarray,
+    *,
+    alignment: str,
+    kind: str,
+    min_depth: float = 1e-3,
+    max_depth: float = math.inf,
+) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, float]]:
+    """Fit ``alignment`` on the valid pixels' values (1-D) and return ``(apply, info)``.
+
+    ``apply(pred)`` maps any array of predictions to clipped metric depth (float64); ``info`` holds the fitted
+    ``scale``/``shift``. Fitting on the extracted values keeps a 24-Mpixel ETH3D frame cheap. See
+    :func:`align_prediction` for the arguments.
+    """
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"expected alignment one of {ALIGNMENTS}, got {alignment!r}")
+    if kind not in ("disparity", "depth"):
+        raise ValueError(f"expected prediction kind 'disparity' or 'depth', got {kind!r}")
+    pv = np.asarray(pred_values, dtype=np.float64).ravel()
+    gv = np.asarray(gt_values_m, dtype=np.float64).ravel()
+    if pv.shape != gv.shape:
+        raise ValueError(f"expected as many predictions as ground-truth values, got {pv.size} and {gv.size}")
+    lo = float(min_depth)
+    hi = float(max_depth)
+    if not math.isfinite(hi):
+        hi = float(gv.max()) if gv.size else math.inf
+
+    def clip(depth: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.clip(np.nan_to_num(depth, nan=hi, posinf=hi, neginf=lo), lo, hi)
+
+    if alignment == "none":
+        if kind != "depth":
+            raise AlignmentError(
+                "alignment 'none' needs a metric prediction (depth in metres), got relative disparity; use "
+                "'scale_shift_disparity' for relative models"
+            )
+        return lambda pred: clip(np.asarray(pred, dtype=np.float64)), {}
+
+    if alignment == "scale_shift_disparity":
+        to_disp = (lambda x: x) if kind == "disparity" else _to_disparity
+        s_t, t_t = fit_scale_shift(torch.from_numpy(to_disp(pv))[None], torch.from_numpy(1.0 / gv)[None])
+        s, t = float(s_t), float(t_t)
+        # Clamping the aligned disparity to [1/hi, 1/lo] is the depth clip to [lo, hi]; it also sends aligned
+        # disparities <= 0 (far pixels under a negative shift) to hi instead of a negative depth.
+        disp_lo = 1.0 / hi if hi > 0 else 0.0
+        disp_hi = 1.0 / lo if lo > 0 else math.inf
+
+        def apply_disp(pred: np.ndarray) -> np.ndarray:
+            aligned = np.clip(s * to_disp(np.asarray(pred, dtype=np.float64)) + t, disp_lo, disp_hi)
+            with np.errstate(divide="ignore"):
+                return clip(1.0 / aligned)
+
+        return apply_disp, {"scale": s, "shift": t}
+
+    pd = _to_depth(pv, kind)
+    finite = np.isfinite(pd)
+    p, g = torch.from_numpy(pd[finite])[None], torch.from_numpy(gv[finite])[None]
+    if alignment == "scale":
+        s, t = float(fit_scale(p, g)), 0.0
+    elif alignment == "median":
+        # numpy's O(n) selection; same definition as alignment.median_scale (mean of the middle two).
+        med_p = float(np.median(pd[finite])) if finite.any() else 0.0
+        s, t = (float(np.median(gv[finite])) / med_p if med_p != 0 else 0.0), 0.0
+    else:  # scale_shift_depth
+        s_t, t_t = fit_scale_shift(p, g)
+        s, t = float(s_t), float(t_t)
+    return (lambda pred: clip(s * _to_depth(np.asarray(pred, dtype=np.float64), kind) + t)), {"scale": s, "shift": t}
+
+
 def align_prediction(
     pred: np.ndarray,
     gt_depth_m: np.ndarray,
@@ -168,69 +240,23 @@ def align_prediction(
             valid ground truth of this sample).
 
     Returns:
-        ``(depth_m float64 (H, W), {"scale": s, "shift": t})`` (shift 0 for scale-only modes; both absent for
+        ``(depth_m float64 (H, W), {"scale": s, "shift": t})`` (shift 0 for scale-only modes; empty for
         ``none``).
 
     Raises:
         AlignmentError: ``alignment="none"`` with a disparity prediction.
     """
-    if alignment not in ALIGNMENTS:
-        raise ValueError(f"expected alignment one of {ALIGNMENTS}, got {alignment!r}")
-    if kind not in ("disparity", "depth"):
-        raise ValueError(f"expected prediction kind 'disparity' or 'depth', got {kind!r}")
-    pred = np.asarray(pred, dtype=np.float64)
-    gt = np.asarray(gt_depth_m, dtype=np.float64)
+    pred = np.asarray(pred)
+    gt = np.asarray(gt_depth_m)
+    mask = np.asarray(mask, dtype=bool)
     if pred.shape != gt.shape or mask.shape != gt.shape:
         raise ValueError(
             f"expected prediction, ground truth and mask of one shape, got {pred.shape}, {gt.shape}, {mask.shape}"
         )
-    lo = float(min_depth)
-    hi = float(max_depth)
-    if not math.isfinite(hi):
-        hi = float(gt[mask].max()) if mask.any() else math.inf
-    m = torch.from_numpy(mask)
-    info: dict[str, float] = {}
-
-    if alignment == "none":
-        if kind != "depth":
-            raise AlignmentError(
-                "alignment 'none' needs a metric prediction (depth in metres), got relative disparity; use "
-                "'scale_shift_disparity' for relative models"
-            )
-        depth = pred
-    elif alignment == "scale_shift_disparity":
-        pred_disp = pred if kind == "disparity" else _to_disparity(pred)
-        gt_disp = np.zeros_like(gt)
-        np.divide(1.0, gt, out=gt_disp, where=mask)
-        s, t = fit_scale_shift(torch.from_numpy(pred_disp), torch.from_numpy(gt_disp), m)
-        info = {"scale": float(s), "shift": float(t)}
-        aligned = float(s) * pred_disp + float(t)
-        # Clamp in disparity space = clip depth to [lo, hi]; also maps aligned disparity <= 0 to hi.
-        disp_lo = 1.0 / hi if hi > 0 else 0.0
-        disp_hi = 1.0 / lo if lo > 0 else math.inf
-        aligned = np.clip(aligned, disp_lo, disp_hi)
-        with np.errstate(divide="ignore"):
-            depth = 1.0 / aligned
-    else:
-        pred_depth = _to_depth(pred, kind)
-        fit_mask = m & torch.from_numpy(np.isfinite(pred_depth))
-        p = torch.from_numpy(np.where(np.isfinite(pred_depth), pred_depth, 0.0))
-        g = torch.from_numpy(np.where(mask, gt, 0.0))
-        if alignment == "scale":
-            s = float(fit_scale(p, g, fit_mask))
-            info = {"scale": s, "shift": 0.0}
-            depth = s * pred_depth
-        elif alignment == "median":
-            s = float(median_scale(p, g, fit_mask))
-            info = {"scale": s, "shift": 0.0}
-            depth = s * pred_depth
-        else:  # scale_shift_depth
-            s_t, t_t = fit_scale_shift(p, g, fit_mask)
-            info = {"scale": float(s_t), "shift": float(t_t)}
-            depth = float(s_t) * pred_depth + float(t_t)
-    with np.errstate(invalid="ignore"):
-        depth = np.clip(np.nan_to_num(depth, nan=hi, posinf=hi, neginf=lo), lo, hi)
-    return depth, info
+    apply, info = fit_alignment(
+        pred[mask], gt[mask], alignment=alignment, kind=kind, min_depth=min_depth, max_depth=max_depth
+    )
+    return apply(pred), info
 
 
 def _to_disparity(pred_depth: np.ndarray) -> np.ndarray:
@@ -255,7 +281,8 @@ def pixel_sums(pred_depth_m: np.ndarray, gt_depth_m: np.ndarray) -> dict[str, fl
         "sq": float(np.sum(diff**2)),
         "log_sq": float(np.sum(log_diff**2)),
         "log": float(np.sum(log_diff)),
-        "log10": float(np.sum(np.abs(np.log10(p) - np.log10(g)))),
+        # |log10 p - log10 g| = |ln p - ln g| / ln 10: one pass fewer over 24-Mpixel ETH3D frames.
+        "log10": float(np.sum(np.abs(log_diff))) / math.log(10),
         "d1": float(np.sum(ratio < 1.25)),
         "d2": float(np.sum(ratio < 1.25**2)),
         "d3": float(np.sum(ratio < 1.25**3)),
@@ -363,10 +390,9 @@ def score_pairs(
         if int(mask.sum()) < min_valid_pixels:
             skipped += 1
             continue
-        depth, _ = align_prediction(
-            pred, gt, mask, alignment=alignment, kind=kind, min_depth=min_depth, max_depth=max_depth
-        )
-        acc.add(pixel_sums(depth[mask], gt[mask]))
+        pred_v, gt_v = pred[mask], gt[mask]
+        apply, _ = fit_alignment(pred_v, gt_v, alignment=alignment, kind=kind, min_depth=min_depth, max_depth=max_depth)
+        acc.add(pixel_sums(apply(pred_v), gt_v))
     return {
         "metrics": acc.mean(),
         "metrics_pooled": acc.pooled(),

@@ -20,7 +20,6 @@ every rank returns numbers identical to a one-process run.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from .da2k import DA2K, score_image, summarize_da2k
-from .datasets import BenchmarkReader, DatasetError, EvalSettings, get_benchmark
-from .metrics import ALIGNMENTS, AlignmentError, MetricAccumulator, align_prediction, evaluation_mask, pixel_sums
+from .datasets import BENCHMARKS, BenchmarkReader, DatasetError, EvalSettings, get_benchmark
+from .metrics import ALIGNMENTS, AlignmentError, MetricAccumulator, evaluation_mask, fit_alignment, pixel_sums
 
 __all__ = ["ModelRunner", "as_model_runner", "evaluate", "evaluate_da2k", "resolve_data_dir"]
 
@@ -225,8 +224,11 @@ def evaluate(
         reader = spec.open(resolve_data_dir(data_root, spec.folder), **(reader_kwargs or {}))
         base, name, title = spec.settings, spec.name, spec.title
     else:
+        # An opened reader of a known benchmark keeps that benchmark's defaults; others get EvalSettings().
         reader = benchmark
-        base, name, title = EvalSettings(), reader.name, reader.name
+        known = get_benchmark(reader.name) if reader.name in BENCHMARKS else None
+        base = known.settings if known is not None else EvalSettings()
+        name, title = reader.name, known.title if known is not None else reader.name
     settings = (settings or base).replace(alignment=alignment, min_depth=min_depth, max_depth=max_depth, crop=crop)
     if settings.alignment not in ALIGNMENTS:
         raise ValueError(f"expected alignment one of {ALIGNMENTS}, got {settings.alignment!r}")
@@ -305,14 +307,15 @@ def _score_sample(
     )
     if int(mask.sum()) < settings.min_valid_pixels:
         return {"index": index, "key": sample.key, "skipped": f"{int(mask.sum())} valid pixels"}
-    pred = _resize_to(np.asarray(pred, dtype=np.float32), gt.shape)
-    if not np.isfinite(pred[mask]).all():
+    pred_v = _resize_to(np.asarray(pred, dtype=np.float32), gt.shape)[mask]
+    if not np.isfinite(pred_v).all():
         return {"index": index, "key": sample.key, "error": "the prediction has non-finite values"}
-    depth, fit = align_prediction(
-        pred, gt, mask, alignment=settings.alignment, kind=kind,
+    gt_v = gt[mask]
+    apply, fit = fit_alignment(
+        pred_v, gt_v, alignment=settings.alignment, kind=kind,
         min_depth=settings.min_depth, max_depth=settings.max_depth,
     )  # fmt: skip
-    record: dict[str, Any] = {"index": index, "key": sample.key, "sums": pixel_sums(depth[mask], gt[mask])}
+    record: dict[str, Any] = {"index": index, "key": sample.key, "sums": pixel_sums(apply(pred_v), gt_v)}
     if keep_fit:
         record["fit"] = fit
     return record
@@ -393,7 +396,3 @@ def evaluate_da2k(
     if per_image:
         result["per_image"] = [{k: r[k] for k in ("key", "correct", "total")} for r in scored]
     return result
-
-
-def is_nan(x: Any) -> bool:
-    return isinstance(x, float) and math.isnan(x)
