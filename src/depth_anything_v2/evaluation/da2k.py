@@ -133,7 +133,7 @@ class DA2K:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "root": str(self.root),
+            "root": str(self.root.resolve()),
             "annotations": str(self.annotations_path),
             "num_images": len(self),
             "num_pairs": self.num_pairs(),

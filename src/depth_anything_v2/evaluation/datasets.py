@@ -250,7 +250,7 @@ class BenchmarkReader(Sequence[Sample]):
 
     def describe(self) -> dict[str, Any]:
         """What was read: root, split details and sample count (goes into the results JSON)."""
-        return {"root": str(self.root), "num_samples": len(self), **self.split_info}
+        return {"root": str(self.root.resolve()), "num_samples": len(self), **self.split_info}
 
     def _missing(self, what: str) -> DatasetNotFoundError:
         return DatasetNotFoundError(f"{self.name}: {what}; expected layout under {self.root}:\n{self.layout}")
