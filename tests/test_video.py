@@ -318,6 +318,24 @@ def test_failure_mid_clip_leaves_no_partial_output(tmp_path):
     assert list(out.iterdir()) == []
 
 
+def test_failure_in_the_writer_thread_surfaces_and_leaves_nothing(tmp_path, monkeypatch):
+    src = make_video(tmp_path / "in.mp4", 30)
+    calls = []
+    colorize = outputs.colorize
+
+    def failing(values, *args):
+        calls.append(1)
+        if len(calls) == 12:
+            raise OSError("disk full")
+        return colorize(values, *args)
+
+    monkeypatch.setattr(video.outputs, "colorize", failing)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        process_video(FakePredictor(), src, out, "clip", formats={"sbs", "npy"}, colormap="Spectral_r", stabilize=False)
+    assert list(out.iterdir()) == []
+
+
 def test_run_stream_headless_on_a_file(tmp_path):
     src = make_video_cv2(tmp_path / "in.mp4", 20, fps=25.0)
     out = tmp_path / "live" / "depth.mp4"

@@ -3,7 +3,8 @@
 Video files (:func:`process_video`)
 -----------------------------------
 Frames are decoded one at a time, predicted (in batches of ``batch_size``) and written out at once, so memory
-does not grow with the length of the clip. Outputs, for a clip with output stem ``<stem>`` (``formats`` picks
+does not grow with the length of the clip. Decoding, prediction and writing overlap: frames are decoded in one
+thread and colourised/encoded/written in another, with small bounded queues (a few frames) in between. Outputs, for a clip with output stem ``<stem>`` (``formats`` picks
 them; any other image format is ignored for videos; without any of them, ``color`` is written):
 
 ==========  ====================  =========================================================================
@@ -34,8 +35,10 @@ Normalisation (one mapping for the whole clip, no flicker): the display range is
 written. A first pass decodes the clip and predicts ``range_samples`` (24) frames spread evenly over it
 (always including the first); the range is the 0.5th to 99.5th percentile of their pooled values (after
 stabilisation, when on). Every frame is then coloured with that one range (values outside are clipped). The
-sampled predictions are kept in a temporary folder and reused in the second pass, so each frame is predicted
-exactly once; clips shorter than ``range_samples`` frames are therefore predicted entirely in the first pass.
+sampled predictions are kept in a hidden temporary folder in ``out_dir`` (``range_samples`` float32 frames on
+disk, not in memory; removed at the end) and reused in the second pass, so each frame is predicted exactly once;
+clips shorter than ``range_samples`` frames are therefore predicted entirely in the first pass. When the
+container gives no frame count (and PyAV cannot count the packets) the first ``range_samples`` frames are used.
 Metric depth is drawn with the ramp reversed (near = red), as ``outputs.display_range`` does.
 
 Stabilisation (``stabilize=True``, :class:`TemporalStabilizer`): a relative model's disparity has a scale and
@@ -70,14 +73,17 @@ Ctrl-C ends a recording cleanly and keeps the file.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
+import queue
 import re
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -337,7 +343,7 @@ class _PyAVWriter:
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": "17", "preset": "medium"}
+            stream.options = {"crf": "17", "preset": "veryfast"}
         self.time_base = Fraction(1, 1000) if timestamps == "wallclock" else 1 / Fraction(fps)
         stream.codec_context.time_base = self.time_base
         self.stream = stream
@@ -575,6 +581,92 @@ def _sbs(frame_rgb: np.ndarray, color_rgb: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------------
+# Overlap: decoding and writing run in their own threads (FFmpeg, OpenCV and numpy release the GIL), with
+# bounded queues between them and the model, so memory stays flat and the model is not left waiting on I/O.
+
+
+class _Background:
+    """Runs an iterator in a daemon thread, at most ``maxsize`` items ahead; its errors re-raise when reached."""
+
+    def __init__(self, iterable: Any, maxsize: int, name: str) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(iter(iterable),), name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: tuple[bool, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, it: Iterator) -> None:
+        try:
+            for item in it:
+                if not self._put((True, item)):
+                    return
+            self._put((False, None))
+        except BaseException as e:
+            self._put((False, e))
+
+    def __iter__(self) -> Iterator:
+        while True:
+            ok, item = self._queue.get()
+            if ok:
+                yield item
+            elif item is None:
+                return
+            else:
+                raise item
+
+    def close(self) -> None:
+        """Stop the thread (it may be blocked on a full queue) and wait for it."""
+        self._stop.set()
+        self._thread.join()
+
+
+class _Sink:
+    """Runs submitted callables in order in one worker thread, at most ``maxsize`` waiting.
+
+    The first error stops the work; it is re-raised by the next :meth:`submit` or by :meth:`close`.
+    """
+
+    def __init__(self, maxsize: int, name: str) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            fn = self._queue.get()
+            if fn is None:
+                return
+            if self._error is None:
+                try:
+                    fn()
+                except BaseException as e:
+                    self._error = e
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(fn)
+
+    def close(self, *, raise_error: bool = True) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
+
+
+# --------------------------------------------------------------------------------------------------------
 # Video files
 
 
@@ -607,6 +699,76 @@ def _depth_of(result: Any) -> tuple[np.ndarray, str, float | None]:
     if isinstance(result, np.ndarray):
         return result, "", None
     return np.asarray(result.depth, np.float32), result.kind, getattr(result, "max_depth", None)
+
+
+class _ClipWriter:
+    """Per-frame work of pass 2 (runs in the writer thread): raw values, stabilisation, colour, encoding."""
+
+    def __init__(
+        self,
+        paths: dict[str, Path],
+        visual: set[str],
+        raw: bool,
+        atomic: _AtomicOutputs,
+        fps: Fraction,
+        backend: str,
+        colormap: str,
+        display: tuple[float, float],
+        stabilize: bool,
+        source: Path,
+    ) -> None:
+        self.paths, self.visual, self.raw, self.atomic = paths, visual, raw, atomic
+        self.source = source
+        self.fps, self.backend, self.colormap, self.display = fps, backend, colormap, display
+        self.stabilize = stabilize
+        self.kind = "disparity"
+        self.width: int | None = None
+        self.height: int | None = None
+        self.writers: dict[str, Any] = {}
+        self.npy: _NpyAppender | None = None
+        self.stabilizer: TemporalStabilizer | None = None
+        self.scales: list[float] = []
+        self.shifts: list[float] = []
+
+    def _open(self, h: int, w: int) -> None:
+        self.height, self.width = h, w
+        for name in sorted(self.visual):
+            width = 2 * w + outputs.SBS_GAP_PX if name == "sbs" else w
+            tmp = self.atomic.temp_for(self.paths[name])
+            self.writers[name] = _open_writer(tmp, width, h, self.fps, backend=self.backend)
+        if self.raw:
+            self.npy = _NpyAppender(self.atomic.temp_for(self.paths["npy"]), h, w)
+
+    def write(self, i: int, frame: np.ndarray, values: np.ndarray) -> None:
+        if self.width is None:
+            self._open(*frame.shape[:2])
+        if frame.shape[:2] != (self.height, self.width):
+            raise VideoReadError(
+                f"{self.source}: frame {i} is {frame.shape[1]}x{frame.shape[0]}, expected {self.width}x{self.height} "
+                "(the frame size changes within the clip)"
+            )
+        if self.npy is not None:
+            self.npy.write(values)
+        if self.stabilize:
+            self.stabilizer = self.stabilizer or TemporalStabilizer(self.kind)  # type: ignore[arg-type]
+            values, a, b = self.stabilizer(values)
+            self.scales.append(a)
+            self.shifts.append(b)
+        if "color" in self.writers or "sbs" in self.writers:
+            color = outputs.colorize(values, self.colormap, *self.display)
+            if "color" in self.writers:
+                self.writers["color"].write(color)
+            if "sbs" in self.writers:
+                self.writers["sbs"].write(_sbs(frame, color))
+        if "gray" in self.writers:
+            gray = outputs.to_gray8(values, *self.display)
+            self.writers["gray"].write(np.repeat(gray[..., None], 3, axis=2))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        if self.npy is not None:
+            self.npy.close()
 
 
 def process_video(
@@ -684,9 +846,13 @@ def process_video(
             stab1 = None
             rng = np.random.default_rng(0)
             reader = open_video(src, backend=backend)
+            decoded = _Background(
+                _take_until(((i, f) for i, f in enumerate(reader.frames()) if i in sample), last),
+                2 * batch_size + 2,
+                "video-decode",
+            )
             try:
-                frames = ((i, f) for i, f in enumerate(reader.frames()) if i in sample)
-                for i, _f, result in _predict_stream(predictor, _take_until(frames, last), batch_size):
+                for i, _f, result in _predict_stream(predictor, iter(decoded), batch_size):
                     values, kind, max_depth = _depth_of(result)
                     cached[i] = cache_dir / f"{i}.npy"
                     np.save(cached[i], values)
@@ -695,62 +861,40 @@ def process_video(
                         values = stab1(values)[0]
                     pooled.append(_range_values(values, rng))
             finally:
+                decoded.close()
                 reader.close()
             if not cached:
                 raise VideoReadError(f"{src}: no decodable frame")
             display = _display_range(np.concatenate(pooled), kind)
             log.info("%s: display range %.6g .. %.6g from %d sampled frames", src, *display, len(cached))
 
-        # Pass 2: every frame, in order, written as it comes.
+        # Pass 2: every frame, in order: decoded in one thread, predicted here, written in another.
         reader = open_video(src, backend=backend)
-        writers: dict[str, Any] = {}
-        npy: _NpyAppender | None = None
-        stab = None
-        scales: list[float] = []
-        shifts: list[float] = []
+        clip = _ClipWriter(
+            paths, visual, "npy" in wanted, atomic, info.fps, use_backend, colormap, display, stabilize, src
+        )
+        decoded = _Background(enumerate(reader.frames()), 2 * batch_size + 2, "video-decode")
+        sink = _Sink(4, "video-write")
         n = 0
         try:
-            w, h = None, None
-            for i, frame, result in _predict_stream(predictor, enumerate(reader.frames()), batch_size, cached):
+            for i, frame, result in _predict_stream(predictor, iter(decoded), batch_size, cached):
                 values, kind_i, max_depth_i = _depth_of(result)
                 if kind_i:
                     kind, max_depth = kind_i, max_depth_i
-                if w is None:
-                    h, w = frame.shape[:2]
-                    for name in sorted(visual):
-                        width = 2 * w + outputs.SBS_GAP_PX if name == "sbs" else w
-                        writers[name] = _open_writer(
-                            atomic.temp_for(paths[name]), width, h, info.fps, backend=use_backend
-                        )
-                    if "npy" in wanted:
-                        npy = _NpyAppender(atomic.temp_for(paths["npy"]), h, w)
-                if frame.shape[:2] != (h, w):
-                    raise VideoReadError(f"{src}: frame {i} is {frame.shape[1]}x{frame.shape[0]}, expected {w}x{h}")
-                if npy is not None:
-                    npy.write(values)
-                if stabilize:
-                    stab = stab or TemporalStabilizer(kind)  # type: ignore[arg-type]
-                    values, a, b = stab(values)
-                    scales.append(a)
-                    shifts.append(b)
-                if "color" in writers or "sbs" in writers:
-                    color = outputs.colorize(values, colormap, *display)
-                    if "color" in writers:
-                        writers["color"].write(color)
-                    if "sbs" in writers:
-                        writers["sbs"].write(_sbs(frame, color))
-                if "gray" in writers:
-                    gray = outputs.to_gray8(values, *display)
-                    writers["gray"].write(np.repeat(gray[..., None], 3, axis=2))
+                clip.kind = kind
+                sink.submit(functools.partial(clip.write, i, frame, values))
                 n = i + 1
                 if progress is not None:
                     progress(n, info.frame_count)
+            sink.close()
         finally:
+            decoded.close()
+            sink.close(raise_error=False)
             reader.close()
-            for writer in writers.values():
-                writer.close()
-            if npy is not None:
-                npy.close()
+            clip.close()
+        w, h = clip.width, clip.height
+        stab = clip.stabilizer
+        scales, shifts = clip.scales, clip.shifts
         if n == 0:
             raise VideoReadError(f"{src}: no decodable frame")
         if info.frame_count and info.frame_count != n:
