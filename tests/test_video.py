@@ -6,6 +6,7 @@ import json
 import os
 import re
 import struct
+import time
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -348,6 +349,18 @@ def test_run_stream_headless_on_a_file(tmp_path):
     assert n == 12 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25.0)
     summary = run_stream(FakePredictor(), str(src), out=None, show=False, colormap="Spectral_r", max_frames=None)
     assert summary["frames"] == 20 and summary["stopped_by"] == "end" and summary["output"] is None
+
+
+def test_live_recordings_are_stamped_with_wall_clock_time(tmp_path):
+    av = pytest.importorskip("av")
+    writer = video._PyAVWriter(tmp_path / "live.mp4", 64, 48, Fraction(30), timestamps="wallclock")
+    for i in range(5):
+        writer.write(gradient_frame(i))
+        time.sleep(0.05)  # a model slower than the camera: 20 frames/s, not the nominal 30
+    writer.close()
+    with av.open(str(tmp_path / "live.mp4")) as c:
+        times = [float(f.time) for f in c.decode(c.streams.video[0])]
+    assert len(times) == 5 and times[0] == 0.0 and np.all(np.diff(times) >= 0.05 - 1e-3)
 
 
 def test_run_stream_errors(tmp_path):

@@ -245,17 +245,19 @@ def depth_to_points(
         edges = depth_edge_mask(depth, edge_rtol)
         log.debug("flying-pixel filter: %d of %d valid pixels dropped", int(edges.sum()), int(keep.sum()))
         keep &= ~edges
-    rows, cols = np.nonzero(keep)
-    z = depth[rows, cols].astype(np.float64)
-    x = (cols - intrinsics.cx) * z / intrinsics.fx
-    y = (rows - intrinsics.cy) * z / intrinsics.fy
+    # Float32 maps over the whole grid, then one boolean selection: no int64 index arrays (12 MP photos).
+    inv_fx = np.float32(1.0 / intrinsics.fx)
+    inv_fy = np.float32(1.0 / intrinsics.fy)
+    ray_x = (np.arange(width, dtype=np.float32) - np.float32(intrinsics.cx)) * inv_fx
+    ray_y = (np.arange(height, dtype=np.float32) - np.float32(intrinsics.cy)) * inv_fy
+    z = depth[keep]
+    points = np.empty((z.size, 3), np.float32)
+    points[:, 0] = (depth * ray_x[None, :])[keep]
+    points[:, 1] = (depth * ray_y[:, None])[keep]
+    points[:, 2] = z
     if coordinate_frame == "opengl":
-        y, z = -y, -z
-    points = np.stack([x, y, z], axis=1).astype(np.float32)
-    if image_rgb is not None:
-        colors = image_rgb[rows, cols].astype(np.uint8)
-    else:
-        colors = np.full((points.shape[0], 3), 128, np.uint8)
+        points[:, 1:] *= -1
+    colors = image_rgb[keep] if image_rgb is not None else np.full((z.size, 3), 128, np.uint8)
     return points, colors
 
 
@@ -308,7 +310,7 @@ def write_ply(path: str | Path, points: np.ndarray, colors: np.ndarray | None = 
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(("\n".join(header) + "\n").encode("ascii"))
-            f.write(vertex.tobytes())
+            vertex.tofile(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
