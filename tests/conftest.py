@@ -25,6 +25,12 @@ def random_model(encoder: str = "tiny", max_depth: float | None = None, seed: in
     return model.eval()
 
 
+@pytest.fixture(scope="session")
+def make_model():
+    """``make_model(encoder="tiny", max_depth=None, seed=0)``: see :func:`random_model`."""
+    return random_model
+
+
 @pytest.fixture
 def tiny_model() -> DepthAnythingV2:
     return random_model("tiny")

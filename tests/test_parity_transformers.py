@@ -9,13 +9,11 @@ from depth_anything_v2.checkpoints import save_hf
 from depth_anything_v2.dpt import DepthAnythingV2
 from depth_anything_v2.modeling.dinov2 import interpolate_pos_embed
 
-from .conftest import random_model
-
 transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
+def pairs(tmp_path_factory, make_model):
     """encoder -> {max_depth: (ours, transformers oracle)}, built once per encoder."""
     from transformers.utils import logging as hf_logging
 
@@ -24,7 +22,7 @@ def pairs(tmp_path_factory):
 
     def get(encoder: str, max_depth: float | None):
         if encoder not in cache:
-            ours = random_model(encoder)
+            ours = make_model(encoder)
             path = tmp_path_factory.mktemp(encoder) / "hf"
             save_hf(ours.state_dict(), path, encoder, None)
             oracle, info = transformers.DepthAnythingForDepthEstimation.from_pretrained(path, output_loading_info=True)

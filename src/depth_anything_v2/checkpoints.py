@@ -14,7 +14,6 @@ import json
 import logging
 import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,13 +43,17 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # weights_only refuses any pickle that would import or call arbitrary Python code.
+        # weights_only refuses any pickle that would import or call arbitrary Python code ("GLOBAL ..."); other
+        # unpickling errors are plain corruption.
+        detail = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), None)
+        if detail is None:
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint or corrupt (unpickling failed)") from None
         raise CheckpointError(
-            f"{path}: refused to load: the file contains Python objects other than tensors and plain "
-            f"containers, which could run code when unpickled ({str(e).splitlines()[0]})"
+            f"{path}: refused to load: the file contains Python objects other than tensors and plain containers, "
+            f"which could run code when unpickled ({detail})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint or corrupt ({e})") from None
+    except Exception as e:  # a corrupt file can fail anywhere in the unpickler (KeyError, EOFError, ...)
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint or corrupt ({type(e).__name__}: {e})") from None
 
 
 def _safetensors_load(path: Path) -> StateDict:

@@ -25,7 +25,7 @@ from .dpt import DepthAnythingV2
 logger = logging.getLogger(__name__)
 
 #: Published metric file names carry their dataset, hence their max_depth.
-_METRIC_FILE = re.compile(r"depth_anything_v2_metric_(hypersim|vkitti)_(vits|vitb|vitl|vitg)\b")
+_METRIC_FILE = re.compile(r"depth_anything_v2_metric_(hypersim|vkitti)_(vits|vitb|vitl|vitg)")
 _METRIC_MAX_DEPTH = {"hypersim": 20.0, "vkitti": 80.0}
 
 

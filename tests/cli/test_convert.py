@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from depth_anything_v2 import load_model
+from depth_anything_v2.cli import main
+
+
+def _equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_convert_round_trip_reference_hf_reference(tmp_path, capsys, make_model):
+    model = make_model("tiny", max_depth=20.0)
+    torch.save(model.state_dict(), tmp_path / "depth_anything_v2_metric_hypersim_vits.pth")
+    assert main(["convert", str(tmp_path / "depth_anything_v2_metric_hypersim_vits.pth"), str(tmp_path / "hf")]) == 0
+    assert "hf format, encoder tiny, metric, max_depth 20 m" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == ["config.json", "model.safetensors"]
+    hf = load_model(tmp_path / "hf")
+    assert hf.max_depth == 20.0 and _equal(hf, model)
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "back.safetensors")]) == 0
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "back.pth")]) == 0
+    raw = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert set(raw) == set(model.state_dict()) and all(torch.equal(raw[k], v) for k, v in model.state_dict().items())
+    assert _equal(load_model(tmp_path / "back.safetensors"), model)
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_convert_errors(tmp_path, capsys, make_model):
+    torch.save(make_model("tiny").state_dict(), tmp_path / "m.pth")
+    assert main(["convert", str(tmp_path / "m.pth"), str(tmp_path / "m.pth")]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "m.pth"), str(tmp_path / "x.bin"), "--to", "reference"]) == 2
+    assert "expected DST ending in .pth" in capsys.readouterr().err
+    (tmp_path / "bad.pth").write_bytes(b"garbage")
+    assert main(["convert", str(tmp_path / "bad.pth"), str(tmp_path / "out")]) == 2
+    assert "not a PyTorch checkpoint" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "m.pth"), str(tmp_path / "o.pth"), "--encoder", "vits"]) == 2
+    assert "encoder 'tiny'" in capsys.readouterr().err
+
+
+def test_models_lists_names_licences_and_cache_state(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("vits", "vitb", "vitl", "metric-hypersim-vits", "metric-vkitti-vitl"):
+        assert f"\n{name} " in out
+    assert "Apache-2.0" in out and "CC-BY-NC-4.0" in out
+    assert "depth-anything/Depth-Anything-V2-Small/depth_anything_v2_vits.pth" in out
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("predict", "eval", "convert", "models"):
+        assert cmd in out
