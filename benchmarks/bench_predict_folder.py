@@ -55,8 +55,11 @@ def main() -> int:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--format", default="png16,color", help="formats written by the end-to-end runs")
     p.add_argument("--workers", type=int, default=None, help="predict --workers (default: its own)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     args = p.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     from depth_anything_v2 import build_model, outputs
     from depth_anything_v2.cli import main as cli_main

@@ -128,6 +128,8 @@ def test_png16_disparity_roundtrip_within_quantisation(tmp_path):
     mapping = outputs.write_depth_png16(tmp_path / "d.png", d, "disparity")
     assert mapping == {"kind": "disparity", "encoding": "linear", "min": 0.25, "max": 9.5, "scale": 65535}
     with Image.open(tmp_path / "d.png") as im:
+        im.verify()  # chunk CRCs, including the inserted tEXt chunk
+    with Image.open(tmp_path / "d.png") as im:
         assert im.mode.startswith("I;16") and im.size == (40, 30)
         raw = np.asarray(im)
         assert raw.min() == 0 and raw.max() == 65535  # the full 16-bit range is used

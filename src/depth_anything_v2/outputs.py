@@ -40,6 +40,8 @@ import contextlib
 import json
 import os
 import secrets
+import struct
+import zlib
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -344,13 +346,41 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
-def _write_png(path: str | Path, image, pnginfo=None, compress_level: int = 1) -> None:
-    from PIL import Image
+def encode_png(image: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
+    """PNG bytes of a uint8/uint16 ``(H, W)`` or uint8 ``(H, W, 3)`` RGB image, with optional ``tEXt`` chunks.
 
-    im = image if hasattr(image, "save") else Image.fromarray(image)
+    Encoded by OpenCV with zlib level 1 and the RLE strategy: on depth maps 2-3x faster than Pillow at any
+    level for the same size within a few per cent, and OpenCV releases the GIL, so writer threads run beside
+    the model. Text chunks (Latin-1) are inserted right after the header (the PNG spec allows any position
+    between IHDR and IEND).
+    """
+    import cv2
+
+    if image.ndim == 3:
+        image = image[:, :, ::-1]  # OpenCV encodes BGR
+    ok, buf = cv2.imencode(
+        ".png",
+        np.ascontiguousarray(image),
+        [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
+    )
+    if not ok:
+        raise ValueError(f"PNG encoding failed for an image of shape {image.shape} and dtype {image.dtype}")
+    data = buf.tobytes()
+    if not text:
+        return data
+    chunks = b""
+    for key, value in text.items():
+        body = key.encode("latin-1") + b"\0" + value.encode("latin-1")
+        chunks += struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    header_end = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 data bytes, CRC
+    assert data[12:16] == b"IHDR"
+    return data[:header_end] + chunks + data[header_end:]
+
+
+def _write_png(path: str | Path, image: np.ndarray, text: Mapping[str, str] | None = None) -> None:
+    data = encode_png(image, text)
     with atomic_open(path) as f:
-        # Level 1: 3-4x faster than Pillow's default 6 and, on depth maps, within ~3% of its size.
-        im.save(f, format="PNG", pnginfo=pnginfo, compress_level=compress_level)
+        f.write(data)
 
 
 def write_rgb_png(path: str | Path, image: np.ndarray) -> None:
@@ -430,12 +460,8 @@ def write_depth_png16(
     gets the raw uint16 values (OpenCV: ``cv2.imread(p, cv2.IMREAD_UNCHANGED)``); ``read_depth_png16`` returns
     the float map. Returns the mapping.
     """
-    from PIL.PngImagePlugin import PngInfo
-
     values, mapping = encode_png16(depth, kind, metric_unit_m=metric_unit_m)
-    info = PngInfo()
-    info.add_text(PNG16_KEY, json.dumps(mapping))
-    _write_png(path, values, pnginfo=info)
+    _write_png(path, values, {PNG16_KEY: json.dumps(mapping)})
     return mapping
 
 
