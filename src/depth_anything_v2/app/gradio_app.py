@@ -1,0 +1,190 @@
+"""The Gradio page: upload or pick an example, choose model and colormap, compare with a slider, download.
+
+The page only wires widgets to :class:`~depth_anything_v2.app.service.DepthService`; decoding, limits, the model
+lock and the encoders live there, and what is drawn in :mod:`~depth_anything_v2.app.views`. Gradio's queue runs
+one event at a time (``concurrency_limit=1``), and the service's lock serialises it with the HTTP API.
+"""
+
+# No ``from __future__ import annotations`` here: Gradio reads the event handlers' annotations at run time (a
+# ``gr.SelectData`` parameter is how it knows to pass the click position), and ``gr`` is a local name.
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .service import DepthService, RequestError, ResultStore, safe_stem, write_downloads
+from .views import colorbar_html, depth_color, summary_markdown, value_readout
+
+logger = logging.getLogger(__name__)
+
+#: The bundled example photographs (see ``examples/CREDITS.md``).
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+INSTALL_HINT = "the web app needs gradio: pip install 'depth-anything-v2[app]'"
+
+
+def require_gradio() -> Any:
+    """Import gradio, or raise ``ImportError`` with the install hint."""
+    try:
+        import gradio
+    except ImportError as e:
+        raise ImportError(f"{INSTALL_HINT} ({e})") from e
+    return gradio
+
+
+def example_images(folder: Path = EXAMPLES_DIR) -> list[Path]:
+    """The example images in ``folder`` (sorted; none if the folder is missing)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
+
+
+def _is_cached(repo_id: str, filename: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(repo_id, filename), str)  # looks in the local cache only
+
+
+def _model_label(service: DepthService, name: str) -> str:
+    """``"vits (relative, Apache-2.0)"``, ``"vitl (metres, CC-BY-NC-4.0, not downloaded)"``, ``"tiny.pth (metres)"``."""
+    from ..configs import PUBLISHED_MODELS
+
+    choice = service.models.choices[name]
+    kind = service.models.kind_of(name)
+    parts = [{"metric": "metres", "disparity": "relative"}.get(kind or "", "")]
+    if choice.license:
+        parts.append(choice.license.split(" ")[0])
+    pm = PUBLISHED_MODELS.get(choice.source) if choice.is_published else None
+    if pm is not None and not service.models.is_loaded(name) and not _is_cached(pm.repo_id, pm.filename):
+        parts.append("not downloaded")
+    parts = [p for p in parts if p]
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
+def build_ui(
+    service: DepthService,
+    store: ResultStore,
+    *,
+    examples: list[Path] | None = None,
+    colormap: str = "Spectral_r",
+    delete_cache: tuple[int, int] = (300, 900),
+) -> Any:
+    """Build the ``gr.Blocks`` page (not launched: :func:`~depth_anything_v2.app.api.create_app` mounts it).
+
+    Elements carry ``elem_id``s for tests and custom CSS: ``input-image``, ``model``, ``colormap``, ``run``,
+    ``depth-slider``, ``values-tab``, ``depth-image``, ``colorbar``, ``summary``, ``readout``, ``downloads``.
+    """
+    gr = require_gradio()
+    from ..outputs import available_colormaps
+
+    examples = example_images() if examples is None else examples
+    model_choices = [(_model_label(service, n), n) for n in service.model_names()]
+    limits = service.limits
+
+    def run(image_path: str | None, model: str, cmap: str) -> tuple:
+        if not image_path:
+            return None, None, "", "", None, "", ""
+        try:
+            size = os.path.getsize(image_path)
+            from .service import check_upload_size
+
+            check_upload_size(size, limits)
+            data = Path(image_path).read_bytes()
+            prediction = service.predict(data, model)
+            folder, new = store.folder_for(prediction.key)
+            files = (
+                write_downloads(prediction, folder, safe_stem(Path(image_path).name))
+                if new
+                else sorted(folder.iterdir(), key=_download_order)
+            )
+        except RequestError as e:
+            raise gr.Error(str(e)) from None
+        color = depth_color(prediction, cmap)
+        return (
+            (prediction.image_rgb, color),
+            color,
+            colorbar_html(prediction, cmap),
+            summary_markdown(prediction),
+            [str(p) for p in files],
+            prediction.key,
+            "",
+        )
+
+    def readout(key: str, evt: gr.SelectData) -> str:
+        if not key or evt is None or not isinstance(evt.index, list | tuple) or len(evt.index) < 2:
+            return ""
+        prediction = service.cached(key)
+        if prediction is None:  # evicted by newer requests (the cache holds a few results)
+            return "This result is no longer in memory: press *Compute depth* again."
+        return value_readout(prediction, int(evt.index[0]), int(evt.index[1]))
+
+    with gr.Blocks(title="Depth Anything V2", analytics_enabled=False, delete_cache=delete_cache) as demo:
+        gr.Markdown(
+            "## Depth Anything V2\nUpload a photo (or pick an example) to estimate its depth. Limits: "
+            f"{limits.max_upload_bytes / 2**20:.3g} MiB, {limits.max_pixels / 1e6:g} megapixels. "
+            "Programs can call `POST /api/depth` (see `/api/docs`)."
+        )
+        key = gr.State("")
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = gr.Image(
+                    type="filepath",
+                    image_mode=None,  # keep the uploaded file untouched: the service decodes it with its limits
+                    sources=["upload", "clipboard"],
+                    label="Image",
+                    elem_id="input-image",
+                )
+                model = gr.Dropdown(
+                    model_choices,
+                    value=service.default_model,
+                    label="Model",
+                    interactive=len(model_choices) > 1,
+                    elem_id="model",
+                )
+                cmap = gr.Dropdown(available_colormaps(), value=colormap, label="Colormap", elem_id="colormap")
+                button = gr.Button("Compute depth", variant="primary", elem_id="run")
+                if examples:
+                    gr.Examples([[str(p)] for p in examples], inputs=[image], label="Examples")
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Compare", id="compare"):
+                        slider = gr.ImageSlider(
+                            label="Image | depth (drag the handle)",
+                            type="numpy",
+                            interactive=False,
+                            elem_id="depth-slider",
+                        )
+                    with gr.Tab("Depth values", id="values", elem_id="values-tab"):
+                        # gr.ImageSlider reports no click position (gradio 6.31); gr.Image does, in image pixels.
+                        depth_view = gr.Image(
+                            label="Depth (click for the value)",
+                            type="numpy",
+                            interactive=False,
+                            elem_id="depth-image",
+                        )
+                colorbar = gr.HTML(elem_id="colorbar")
+                readout_md = gr.Markdown(elem_id="readout")
+                summary = gr.Markdown(elem_id="summary")
+                files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+        gr.on(
+            [button.click, image.change, model.change, cmap.change],
+            run,
+            inputs=[image, model, cmap],
+            outputs=[slider, depth_view, colorbar, summary, files, key, readout_md],
+            api_name="predict",
+            concurrency_limit=1,
+        )
+        # No model involved: not queued behind predictions.
+        depth_view.select(readout, inputs=[key], outputs=[readout_md], api_name=False, concurrency_limit=None)
+    return demo
+
+
+def _download_order(path: Path) -> int:
+    for i, suffix in enumerate(("_gray.png", "_depth16.png", ".npy", ".ply")):
+        if path.name.endswith(suffix):
+            return i
+    return 99

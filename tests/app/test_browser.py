@@ -1,0 +1,150 @@
+"""End to end in a real headless browser: ``depth-anything app`` as a subprocess, driven by Playwright + chromium.
+
+Needs Debian's ``chromium`` (``/usr/bin/chromium``, or ``$CHROMIUM``) and ``pip install playwright`` (its own
+browser download is not used); skipped with the reason when either is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from depth_anything_v2 import outputs
+
+from .helpers import EXAMPLES, tiny_model
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def _playwright():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright)")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+    for module in ("gradio", "fastapi", "uvicorn"):
+        pytest.importorskip(module)
+    return sync_playwright
+
+
+@pytest.fixture
+def app_process(tmp_path):
+    """The CLI serving a tiny random metric model on 127.0.0.1 (free port), offline, with its own TMPDIR."""
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_model(max_depth=20.0).state_dict(), weights)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmpdir),  # the app's temporary folder goes here: checked empty after it stops
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),  # an empty cache: published models are "not downloaded"
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("GRADIO_TEMP_DIR", None)
+    main = "import sys; from depth_anything_v2.cli import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", main, "app", "--weights", str(weights), "--encoder", "tiny"]
+    cmd += ["--max-depth", "20", "--input-size", "56", "--host", "127.0.0.1", "--port", "0"]
+    log = tmp_path / "app.log"  # a file, not a pipe: a chatty server must never block on a full pipe
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        line = proc.stdout.readline()  # "depth-anything app: serving tiny.pth on http://127.0.0.1:PORT/ ..."
+        match = re.search(r"http://127\.0\.0\.1:\d+", line)
+        if match is None:
+            proc.kill()
+            pytest.fail(f"the app did not start: {line!r} {log.read_text()[-3000:]}")
+        yield match.group(0), proc, tmpdir
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_upload_depth_view_and_downloads(app_process):
+    sync_playwright = _playwright()
+    url, proc, tmpdir = app_process
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="domcontentloaded")
+            upload = page.locator("#input-image input[type=file]")
+            upload.wait_for(state="attached", timeout=30_000)
+            upload.set_input_files(str(EXAMPLES / "coffee.jpg"))
+
+            # The downloads appear: grayscale PNG, 16-bit PNG, .npy and, for a metric model, the point cloud.
+            page.wait_for_function("document.querySelectorAll('#downloads a[download]').length >= 4", timeout=60_000)
+            links = {
+                a.get_attribute("download"): a.get_attribute("href")
+                for a in page.locator("#downloads a[download]").all()
+            }
+            assert sorted(links) == ["coffee.npy", "coffee.ply", "coffee_depth16.png", "coffee_gray.png"]
+
+            # The comparison slider shows the photo and its depth, both decoded by the browser at full size.
+            slider_images = page.locator("#depth-slider img")
+            assert slider_images.count() == 2
+            widths = [slider_images.nth(i).evaluate("e => e.complete ? e.naturalWidth : 0") for i in range(2)]
+            assert widths == [600, 600]
+            assert "metric depth in metres" in page.inner_text("#summary")
+            assert re.search(r"\d+(\.\d+)? m", page.inner_text("#colorbar"))  # the colour bar's ticks in metres
+
+            # The downloads are the right files: 16-bit PNG in millimetres, .npy exact, PLY a point cloud.
+            depth16 = outputs.read_depth_png16(io.BytesIO(page.request.get(links["coffee_depth16.png"]).body()))
+            depth = np.load(io.BytesIO(page.request.get(links["coffee.npy"]).body()), allow_pickle=False)
+            assert depth.shape == depth16.shape == (400, 600)
+            assert np.abs(depth16 - depth).max() <= 0.0005 + 1e-6 and depth.min() > 0 and depth.max() < 20
+            assert page.request.get(links["coffee.ply"]).body().startswith(b"ply\nformat binary_little_endian 1.0\n")
+
+            # Clicking the depth map reads out the value under the cursor, in metres.
+            page.get_by_role("tab", name="Depth values").click()
+            depth_image = page.locator("#depth-image img").first
+            depth_image.wait_for(timeout=10_000)
+            box = depth_image.bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_function("document.querySelector('#readout').innerText.includes('depth at')", timeout=20_000)
+            readout = page.inner_text("#readout")
+            x, y, value = re.search(r"depth at \((\d+), (\d+)\): ([\d.]+) m", readout).groups()
+            assert abs(int(x) - 300) <= 2 and abs(int(y) - 200) <= 2
+            assert float(value) == pytest.approx(float(depth[int(y), int(x)]), abs=0.0006)
+
+            # A bundled example runs too.
+            page.locator("img[src*='rocket']").first.click()
+            page.wait_for_function("document.querySelector('#summary').innerText.includes('640×427')", timeout=60_000)
+
+            # A published model that is not downloaded (offline) gives a message, not a hang or a crash.
+            page.locator("#model input").click()
+            page.locator("ul[role=listbox] li", has_text="vits (relative").first.click()
+            toast = page.locator(".toast-body", has_text="could not be loaded")
+            toast.first.wait_for(timeout=30_000)
+            assert "not in the Hugging Face cache" in toast.first.inner_text()
+        finally:
+            browser.close()
+
+    # SIGTERM: a clean stop that deletes the app's temporary folder (uploads, rendered images, downloads).
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert list(tmpdir.iterdir()) == []
+    assert not (Path(tmpdir).parent / ".gradio").exists()  # nothing in the working directory either
