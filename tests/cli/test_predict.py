@@ -18,6 +18,16 @@ from depth_anything_v2.predictor import DepthPredictor
 INPUT_SIZE = "56"  # 4x4 tokens: fast on 2 cores
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    # The pipeline runs decoding/writing threads beside the model; with the tiny model, one intra-op thread is
+    # fastest and avoids OpenMP spin-waiting against them on a 2-core runner (restored afterwards).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory) -> Path:
     torch.manual_seed(0)
