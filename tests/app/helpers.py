@@ -81,3 +81,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def make_clip(path: Path, frames: int, width: int = 64, height: int = 48, fps: float = 10.0) -> Path:
+    """A small MPEG-4 clip (OpenCV) of moving gradients."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    assert writer.isOpened()
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    for i in range(frames):
+        gray = np.broadcast_to((x + 20 * i) % 256, (height, width)).astype(np.uint8)
+        writer.write(np.ascontiguousarray(np.stack([gray, 255 - gray, gray // 2], axis=2)))
+    writer.release()
+    return path

@@ -135,7 +135,8 @@ def test_info_and_health(server):
     info = httpx.get(server.url + "/api/info").json()
     assert info["default_model"] == "tiny-metric" and info["formats"] == ["png16", "npy"]
     assert info["models"][0]["kind"] == "metric" and info["models"][0]["unit"] == "m"
-    assert info["limits"] == {"max_upload_bytes": MAX_UPLOAD, "max_pixels": 1_000_000, "max_aspect": 16.0}
+    limits = {"max_upload_bytes": MAX_UPLOAD, "max_pixels": 1_000_000, "max_aspect": 16.0, "max_video_frames": 300}
+    assert info["limits"] == limits
     assert httpx.get(server.url + "/api/health").json() == {"status": "ok"}
     assert httpx.get(server.url + "/api/openapi.json").json()["paths"]["/api/depth"]["post"]
 

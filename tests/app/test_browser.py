@@ -1,4 +1,6 @@
-"""End to end in a real headless browser: ``depth-anything app`` as a subprocess, driven by Playwright + chromium.
+"""End to end in a real headless browser: ``depth-anything app`` as a subprocess, driven by Playwright + chromium:
+upload, depth view, downloads (checked byte for byte), value readout, an example, the video tab, a model that is not
+available, and a clean stop.
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``, or ``$CHROMIUM``) and ``pip install playwright`` (its own
 browser download is not used); skipped with the reason when either is missing.
@@ -21,7 +23,7 @@ import torch
 
 from depth_anything_v2 import outputs
 
-from .helpers import EXAMPLES, tiny_model
+from .helpers import EXAMPLES, make_clip, tiny_model
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -83,9 +85,10 @@ def app_process(tmp_path):
             proc.wait(10)
 
 
-def test_upload_depth_view_and_downloads(app_process):
+def test_upload_depth_view_and_downloads(app_process, tmp_path):
     sync_playwright = _playwright()
     url, proc, tmpdir = app_process
+    clip = make_clip(tmp_path / "clip.mp4", frames=8)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -133,6 +136,20 @@ def test_upload_depth_view_and_downloads(app_process):
             # A bundled example runs too.
             page.locator("img[src*='rocket']").first.click()
             page.wait_for_function("document.querySelector('#summary').innerText.includes('640×427')", timeout=60_000)
+
+            # The video tab: side-by-side video that the browser plays, and the float32 frames.
+            page.get_by_role("tab", name="Video").click()
+            page.locator("#input-video input[type=file]").set_input_files(str(clip))
+            page.locator("#run-video").click()
+            page.wait_for_function(
+                "document.querySelectorAll('#video-downloads a[download]').length >= 3", timeout=60_000
+            )
+            assert page.inner_text("#video-summary").startswith("8 frames · 64×48 px · 10 fps")
+            video = page.locator("#depth-video video").first
+            video.wait_for(timeout=10_000)
+            page.wait_for_function("document.querySelector('#depth-video video').readyState >= 2", timeout=20_000)
+            assert video.evaluate("e => e.videoWidth") == 2 * 64 + 50  # frame | 50 px gap | depth
+            page.get_by_role("tab", name="Image").click()
 
             # A published model that is not downloaded (offline) gives a message, not a hang or a crash.
             page.locator("#model input").click()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import threading
 import time
@@ -26,10 +27,16 @@ from depth_anything_v2.app.service import (
     ResultStore,
     ServiceBusyError,
 )
-from depth_anything_v2.app.views import colorbar_html, depth_color, summary_markdown, value_readout
+from depth_anything_v2.app.views import (
+    colorbar_html,
+    depth_color,
+    summary_markdown,
+    value_readout,
+    video_summary_markdown,
+)
 from depth_anything_v2.pointcloud import read_ply
 
-from .helpers import EXAMPLES, RecordingPredictor, image_bytes, one_torch_thread, tiny_predictor
+from .helpers import EXAMPLES, RecordingPredictor, image_bytes, make_clip, one_torch_thread, tiny_predictor
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
 
@@ -306,3 +313,38 @@ def test_views_relative_have_no_unit(relative_predictor):
     assert "no point cloud" in summary_markdown(prediction)
     assert "(relative, no unit)" in value_readout(prediction, 0, 0)
     assert depth_color(prediction, "viridis").shape == (48, 64, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Video
+
+
+def test_process_video_writes_sbs_npy_and_metadata(tmp_path, metric_predictor):
+    clip = make_clip(tmp_path / "clip.mp4", frames=6)
+    service = DepthService.from_predictor(metric_predictor, "m")
+    summary = service.process_video(clip, tmp_path / "out", "clip", colormap="viridis")
+    assert summary["frames"] == 6 and summary["kind"] == "metric" and summary["model"] == "m"
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["clip_depth.json", "clip_depth.npy", "clip_sbs.mp4"]
+    frames = np.load(out / "clip_depth.npy")
+    assert frames.shape == (6, 48, 64) and frames.dtype == np.float32 and frames.min() > 0 and frames.max() < 20
+    meta = json.loads((out / "clip_depth.json").read_text())
+    text = video_summary_markdown(meta)
+    assert text.startswith("6 frames · 64×48 px · 10 fps (10/1) · metric depth in metres")
+    assert service.pending == 0
+
+
+def test_video_limits_and_bad_files(tmp_path, relative_predictor):
+    service = DepthService.from_predictor(relative_predictor, "r", limits=Limits(max_video_frames=3))
+    clip = make_clip(tmp_path / "long.mp4", frames=5)
+    with pytest.raises(PayloadTooLargeError, match="video too long: expected at most 3 frames, got 5"):
+        service.process_video(clip, tmp_path / "out", "long")
+    bad = tmp_path / "notes.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(InvalidImageError, match="not a readable video") as e:
+        service.process_video(bad, tmp_path / "out", "notes")
+    assert str(tmp_path) not in str(e.value)  # the server's paths stay private
+    small = DepthService.from_predictor(relative_predictor, "r", limits=Limits(max_pixels=1000))
+    with pytest.raises(PayloadTooLargeError, match=r"video frames too large: .* got 64x48"):
+        small.process_video(clip, tmp_path / "out", "long")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

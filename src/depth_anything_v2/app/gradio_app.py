@@ -8,13 +8,15 @@ one event at a time (``concurrency_limit=1``), and the service's lock serialises
 # No ``from __future__ import annotations`` here: Gradio reads the event handlers' annotations at run time (a
 # ``gr.SelectData`` parameter is how it knows to pass the click position), and ``gr`` is a local name.
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from .service import DepthService, RequestError, ResultStore, safe_stem, write_downloads
-from .views import colorbar_html, depth_color, summary_markdown, value_readout
+from .views import colorbar_html, depth_color, summary_markdown, value_readout, video_summary_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -122,54 +124,103 @@ def build_ui(
             return "This result is no longer in memory: press *Compute depth* again."
         return value_readout(prediction, int(evt.index[0]), int(evt.index[1]))
 
+    def run_video(
+        video_path: str | None,
+        model: str,
+        cmap: str,
+        stabilize: bool,
+        progress=gr.Progress(),  # noqa: B008  (Gradio's idiom: a gr.Progress default gets the progress bar)
+    ) -> tuple:
+        if not video_path:
+            return None, "", None
+        path = Path(video_path)
+        stem = safe_stem(path.name, default="video")
+        try:
+            key = f"video:{_file_sha256(path, limits.max_upload_bytes)}:{service.models.resolve(model).name}"
+            key += f":{cmap}:{bool(stabilize)}"
+            folder, new = store.folder_for(key)
+            if new:
+                try:
+                    service.process_video(
+                        path,
+                        folder,
+                        stem,
+                        model=model,
+                        colormap=cmap,
+                        stabilize=bool(stabilize),
+                        progress=lambda done, total: progress((done, total), unit="frames") if total else None,
+                    )
+                except BaseException:
+                    store.discard(key)
+                    raise
+        except RequestError as e:
+            raise gr.Error(str(e)) from None
+        sbs, npy, meta = (folder / f"{stem}{suffix}" for suffix in ("_sbs.mp4", "_depth.npy", "_depth.json"))
+        return str(sbs), video_summary_markdown(json.loads(meta.read_text())), [str(npy), str(meta), str(sbs)]
+
     with gr.Blocks(title="Depth Anything V2", analytics_enabled=False, delete_cache=delete_cache) as demo:
         gr.Markdown(
             "## Depth Anything V2\nUpload a photo (or pick an example) to estimate its depth. Limits: "
-            f"{limits.max_upload_bytes / 2**20:.3g} MiB, {limits.max_pixels / 1e6:g} megapixels. "
-            "Programs can call `POST /api/depth` (see `/api/docs`)."
+            f"{limits.max_upload_bytes / 2**20:.3g} MiB, {limits.max_pixels / 1e6:g} megapixels, videos up to "
+            f"{limits.max_video_frames} frames. Programs can call `POST /api/depth` (see `/api/docs`)."
         )
         key = gr.State("")
         with gr.Row():
-            with gr.Column(scale=1):
-                image = gr.Image(
-                    type="filepath",
-                    image_mode=None,  # keep the uploaded file untouched: the service decodes it with its limits
-                    sources=["upload", "clipboard"],
-                    label="Image",
-                    elem_id="input-image",
-                )
-                model = gr.Dropdown(
-                    model_choices,
-                    value=service.default_model,
-                    label="Model",
-                    interactive=len(model_choices) > 1,
-                    elem_id="model",
-                )
-                cmap = gr.Dropdown(available_colormaps(), value=colormap, label="Colormap", elem_id="colormap")
-                button = gr.Button("Compute depth", variant="primary", elem_id="run")
-                if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=[image], label="Examples")
-            with gr.Column(scale=2):
-                with gr.Tabs():
-                    with gr.Tab("Compare", id="compare"):
-                        slider = gr.ImageSlider(
-                            label="Image | depth (drag the handle)",
-                            type="numpy",
-                            interactive=False,
-                            elem_id="depth-slider",
-                        )
-                    with gr.Tab("Depth values", id="values", elem_id="values-tab"):
-                        # gr.ImageSlider reports no click position (gradio 6.31); gr.Image does, in image pixels.
-                        depth_view = gr.Image(
-                            label="Depth (click for the value)",
-                            type="numpy",
-                            interactive=False,
-                            elem_id="depth-image",
-                        )
-                colorbar = gr.HTML(elem_id="colorbar")
-                readout_md = gr.Markdown(elem_id="readout")
-                summary = gr.Markdown(elem_id="summary")
-                files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+            model = gr.Dropdown(
+                model_choices,
+                value=service.default_model,
+                label="Model",
+                interactive=len(model_choices) > 1,
+                elem_id="model",
+            )
+            cmap = gr.Dropdown(available_colormaps(), value=colormap, label="Colormap", elem_id="colormap")
+        with gr.Tabs():
+            with gr.Tab("Image", id="image-tab"), gr.Row():
+                with gr.Column(scale=1):
+                    image = gr.Image(
+                        type="filepath",
+                        image_mode=None,  # the uploaded file untouched: the service decodes it with its limits
+                        sources=["upload", "clipboard"],
+                        label="Image",
+                        elem_id="input-image",
+                    )
+                    button = gr.Button("Compute depth", variant="primary", elem_id="run")
+                    if examples:
+                        gr.Examples([[str(p)] for p in examples], inputs=[image], label="Examples")
+                with gr.Column(scale=2):
+                    with gr.Tabs():
+                        with gr.Tab("Compare", id="compare"):
+                            slider = gr.ImageSlider(
+                                label="Image | depth (drag the handle)",
+                                type="numpy",
+                                interactive=False,
+                                elem_id="depth-slider",
+                            )
+                        with gr.Tab("Depth values", id="values", elem_id="values-tab"):
+                            # gr.ImageSlider reports no click position (gradio 6.31); gr.Image does, in pixels.
+                            depth_view = gr.Image(
+                                label="Depth (click for the value)",
+                                type="numpy",
+                                interactive=False,
+                                elem_id="depth-image",
+                            )
+                    colorbar = gr.HTML(elem_id="colorbar")
+                    readout_md = gr.Markdown(elem_id="readout")
+                    summary = gr.Markdown(elem_id="summary")
+                    files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+            with gr.Tab("Video", id="video-tab"), gr.Row():
+                with gr.Column(scale=1):
+                    video_in = gr.Video(sources=["upload"], label="Video", elem_id="input-video")
+                    stabilize = gr.Checkbox(
+                        label="Stabilise the depth scale over time (display only; the .npy keeps raw values)"
+                    )
+                    video_button = gr.Button("Compute video depth", variant="primary", elem_id="run-video")
+                with gr.Column(scale=2):
+                    video_out = gr.Video(label="Video | depth", interactive=False, elem_id="depth-video")
+                    video_summary = gr.Markdown(elem_id="video-summary")
+                    video_files = gr.File(
+                        label="Downloads", file_count="multiple", interactive=False, elem_id="video-downloads"
+                    )
         gr.on(
             [button.click, image.change, model.change, cmap.change],
             run,
@@ -180,7 +231,24 @@ def build_ui(
         )
         # No model involved: not queued behind predictions.
         depth_view.select(readout, inputs=[key], outputs=[readout_md], api_name=False, concurrency_limit=None)
+        video_button.click(
+            run_video,
+            inputs=[video_in, model, cmap, stabilize],
+            outputs=[video_out, video_summary, video_files],
+            api_name="predict_video",
+            concurrency_limit=1,
+        )
     return demo
+
+
+def _file_sha256(path: Path, max_bytes: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            if f.tell() > max_bytes:
+                break  # the service refuses it anyway
+    return digest.hexdigest()[:32]
 
 
 def _download_order(path: Path) -> int:

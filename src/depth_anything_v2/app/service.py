@@ -48,6 +48,8 @@ DEFAULT_MAX_PIXELS = 16_000_000
 DEFAULT_MAX_ASPECT = 16.0
 #: Requests allowed to wait for the model; the next one is answered 503.
 DEFAULT_MAX_PENDING = 16
+#: Longest video accepted by the video tab, in frames (10 s at 30 fps): the model holds the lock for all of it.
+DEFAULT_MAX_VIDEO_FRAMES = 300
 
 API_FORMATS: dict[str, tuple[str, str]] = {
     "png16": ("image/png", "depth16.png"),
@@ -102,11 +104,13 @@ class ModelUnavailableError(RequestError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Upload limits. ``max_upload_bytes`` is the raw upload; ``max_pixels`` and ``max_aspect`` the decoded image."""
+    """Upload limits. ``max_upload_bytes`` is the raw upload; ``max_pixels`` and ``max_aspect`` the decoded image
+    (and each video frame); ``max_video_frames`` the length of a video."""
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_aspect: float = DEFAULT_MAX_ASPECT
+    max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
@@ -115,12 +119,15 @@ class Limits:
             raise ValueError(f"expected max_pixels >= 1, got {self.max_pixels}")
         if not self.max_aspect >= 1:
             raise ValueError(f"expected max_aspect >= 1, got {self.max_aspect}")
+        if self.max_video_frames < 1:
+            raise ValueError(f"expected max_video_frames >= 1, got {self.max_video_frames}")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "max_upload_bytes": self.max_upload_bytes,
             "max_pixels": self.max_pixels,
             "max_aspect": self.max_aspect,
+            "max_video_frames": self.max_video_frames,
         }
 
 
@@ -526,6 +533,75 @@ class DepthService:
                 self._cache.popitem(last=False)
         return prediction
 
+    def process_video(
+        self,
+        path: str | Path,
+        out_dir: str | Path,
+        stem: str,
+        *,
+        model: str | None = None,
+        colormap: str = "Spectral_r",
+        stabilize: bool = False,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> dict[str, Any]:
+        """Depth for every frame of the video file ``path`` with :func:`depth_anything_v2.video.process_video`.
+
+        Writes ``<stem>_sbs.mp4`` (input | depth, one display range for the whole clip), ``<stem>_depth.npy``
+        (float32 ``(N, H, W)``) and ``<stem>_depth.json`` into ``out_dir``; returns the summary, whose
+        ``outputs`` maps format -> path. The model is held for the whole clip (other requests wait).
+
+        Raises:
+            PayloadTooLargeError: a file, frame size or frame count above the limits.
+            InvalidImageError: not a readable video.
+        """
+        from ..video import VideoReadError, open_video
+        from ..video import process_video as run_video
+
+        path = Path(path)
+        choice = self.models.resolve(model)
+        check_upload_size(path.stat().st_size, self.limits)
+
+        def clean(e: Exception) -> str:  # the upload's server path is nobody's business
+            return str(e).replace(str(path), path.name)
+
+        try:
+            reader = open_video(path)
+            info = reader.info
+            reader.close()
+        except VideoReadError as e:
+            raise InvalidImageError(f"not a readable video: {clean(e)}") from None
+        if info.width * info.height > self.limits.max_pixels:
+            raise PayloadTooLargeError(
+                f"video frames too large: expected at most {self.limits.max_pixels / 1e6:g} megapixels, got "
+                f"{info.width}x{info.height}"
+            )
+        if info.frame_count is not None and info.frame_count > self.limits.max_video_frames:
+            raise PayloadTooLargeError(
+                f"video too long: expected at most {self.limits.max_video_frames} frames, got {info.frame_count}"
+            )
+        self._enter_queue()
+        try:
+            with self._lock:
+                choice, predictor = self.models.get(choice.name)
+                self.model_runs += 1
+                try:
+                    summary = run_video(
+                        predictor,
+                        path,
+                        out_dir,
+                        stem,
+                        formats={"sbs", "npy"},
+                        colormap=colormap,
+                        stabilize=stabilize,
+                        progress=progress,
+                    )
+                except VideoReadError as e:
+                    raise InvalidImageError(f"cannot decode the video: {clean(e)}") from None
+        finally:
+            self._leave_queue()
+        summary["model"] = choice.name
+        return summary
+
 
 # ------------------------------------------------------------------------------------------------------------
 # Encoders (in memory)
@@ -637,6 +713,13 @@ class ResultStore:
             folder.mkdir()
             self._by_key[key] = folder
             return folder, True
+
+    def discard(self, key: str) -> None:
+        """Delete the folder of ``key`` (a failed result must not be reused)."""
+        with self._lock:
+            folder = self._by_key.pop(key, None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -92,3 +92,22 @@ def value_readout(prediction: Prediction, x: int, y: int) -> str:
     if prediction.is_metric:
         return f"depth at ({x}, {y}): **{v:.3f} m**"
     return f"disparity at ({x}, {y}): **{v:.4g}** (relative, no unit)"
+
+
+def video_summary_markdown(meta: dict) -> str:
+    """One paragraph from a video's ``<stem>_depth.json`` (``video.process_video``'s metadata)."""
+    n, height, width = meta["shape"]
+    fps = meta["fps_rational"]
+    num, _, den = fps.partition("/")
+    rate = float(num) / float(den or 1)
+    lo, hi = sorted(meta["display_range"] or (float("nan"), float("nan")))
+    if meta["kind"] == "metric":
+        what, rng = "metric depth in metres", f"display range {lo:.3g} – {hi:.3g} m"
+    else:
+        what, rng = "relative depth (disparity, no unit)", f"display range {lo:.4g} – {hi:.4g}"
+    stab = " · stabilised display" if meta.get("stabilized") else ""
+    return (
+        f"{n} frames · {width}×{height} px · {rate:.4g} fps ({fps}) · {what} · {rng} (one range for the whole "
+        f"clip){stab}\n\nDownloads: float32 `.npy` of shape (frames, H, W) with exactly the model's values, its "
+        f"`.json` metadata, and the side-by-side video."
+    )

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 HELP_EPILOG = """\
 the page:
   http://HOST:PORT/            upload an image or pick an example; model, colormap, slider, downloads
-                               (grayscale PNG, 16-bit PNG, float32 .npy, .ply point cloud for metric models)
+                               (grayscale PNG, 16-bit PNG, float32 .npy, .ply point cloud for metric models);
+                               a Video tab (side-by-side .mp4 and float32 .npy of all frames)
 the API (for programs):
   POST /api/depth?format=png16|npy[&model=NAME]   the image as multipart field 'image' or as the raw body
   GET  /api/info                                  models, limits, formats
@@ -63,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lim.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MiB (default 20)")
     lim.add_argument("--max-megapixels", type=float, default=16.0, help="largest image in megapixels (default 16)")
     lim.add_argument("--max-aspect", type=float, default=16.0, help="most elongated side ratio accepted (default 16)")
+    lim.add_argument("--max-video-frames", type=int, default=300, help="longest video in frames (default 300)")
     lim.add_argument("--max-queue", type=int, default=16, help="requests allowed to wait for the model (default 16)")
     p.set_defaults(func=run)
 
@@ -85,7 +87,7 @@ def _check_args(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')}: expected > 0, got {getattr(args, name)}")
     if not args.max_aspect >= 1:
         raise UsageError(f"--max-aspect: expected >= 1, got {args.max_aspect}")
-    for name in ("max_queue", "max_loaded_models"):
+    for name in ("max_queue", "max_loaded_models", "max_video_frames"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')}: expected >= 1, got {getattr(args, name)}")
 
@@ -130,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         max_upload_bytes=round(args.max_upload_mb * 2**20),
         max_pixels=round(args.max_megapixels * 1e6),
         max_aspect=args.max_aspect,
+        max_video_frames=args.max_video_frames,
     )
     service = DepthService(models, limits, max_pending=args.max_queue)
     print(f"loading model {default.name} ...", file=sys.stderr, flush=True)
