@@ -326,3 +326,43 @@ def test_help_documents_naming(capsys):
     text = capsys.readouterr().out
     for needle in ("<stem>_depth16.png", "<stem>_color.png", "OUT/cam1/x_color.png", "exit status"):
         assert needle in text
+
+
+def test_pipeline_overlaps_and_stays_bounded(tmp_path, tiny_weights, monkeypatch):
+    import threading
+    import time
+
+    from depth_anything_v2 import io as da_io
+
+    for i in range(16):
+        _image(tmp_path / "in" / f"{i:02d}.png", seed=i)
+    lock = threading.Lock()
+    state = {"decoded": 0, "written": 0, "max_ahead": 0, "writing": 0, "max_writing": 0}
+    real_read, real_write = da_io.read_image, outputs.write_depth_outputs
+
+    def read(*a, **k):
+        image = real_read(*a, **k)
+        with lock:
+            state["decoded"] += 1
+            state["max_ahead"] = max(state["max_ahead"], state["decoded"] - state["written"])
+        return image
+
+    def slow_write(*a, **k):  # a slow disk
+        with lock:
+            state["writing"] += 1
+            state["max_writing"] = max(state["max_writing"], state["writing"])
+        time.sleep(0.03)
+        result = real_write(*a, **k)
+        with lock:
+            state["writing"] -= 1
+            state["written"] += 1
+        return result
+
+    monkeypatch.setattr(da_io, "read_image", read)
+    monkeypatch.setattr(outputs, "write_depth_outputs", slow_write)
+    assert _run(tiny_weights, str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--format", "npy") == 0
+    assert state["written"] == 16 and len(_files(tmp_path / "out")) == 16
+    assert state["max_writing"] >= 2  # writes run in parallel, beside the model
+    # Decoding ran ahead of the slow writer, but never further than the bounded queues allow (--workers 2:
+    # decode window 4 + writer slots 3 + the batch in the model).
+    assert 2 <= state["max_ahead"] <= 4 + 3 + 1
