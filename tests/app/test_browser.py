@@ -3,7 +3,8 @@ upload, depth view, downloads (checked byte for byte), value readout, an example
 available, and a clean stop.
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``, or ``$CHROMIUM``) and ``pip install playwright`` (its own
-browser download is not used); skipped with the reason when either is missing.
+browser download is not used); skipped with the reason when either is missing, unless ``DA2_REQUIRE_BROWSER=1``
+(CI), which turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -38,20 +39,36 @@ CHROMIUM_ARGS = [
 ]
 
 
+def _unavailable(reason: str):
+    # CI sets DA2_REQUIRE_BROWSER=1 so that a missing browser fails the run instead of skipping silently.
+    if os.environ.get("DA2_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"DA2_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
 def _playwright():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed (pip install playwright)")
+        _unavailable("playwright is not installed (pip install playwright)")
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+        _unavailable(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
     for module in ("gradio", "fastapi", "uvicorn"):
-        pytest.importorskip(module)
+        try:
+            __import__(module)
+        except ImportError:
+            _unavailable(f"{module} is not installed (pip install -e '.[app]')")
     return sync_playwright
 
 
 @pytest.fixture
-def app_process(tmp_path):
+def sync_playwright():
+    """Playwright's entry point, or a skip (before any server is started)."""
+    return _playwright()
+
+
+@pytest.fixture
+def app_process(sync_playwright, tmp_path):
     """The CLI serving a tiny random metric model on 127.0.0.1 (free port), offline, with its own TMPDIR."""
     weights = tmp_path / "tiny.pth"
     torch.save(tiny_model(max_depth=20.0).state_dict(), weights)
@@ -85,8 +102,7 @@ def app_process(tmp_path):
             proc.wait(10)
 
 
-def test_upload_depth_view_and_downloads(app_process, tmp_path):
-    sync_playwright = _playwright()
+def test_upload_depth_view_and_downloads(sync_playwright, app_process, tmp_path):
     url, proc, tmpdir = app_process
     clip = make_clip(tmp_path / "clip.mp4", frames=8)
     with sync_playwright() as pw:
