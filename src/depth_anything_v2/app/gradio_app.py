@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .service import DepthService, RequestError, ResultStore, safe_stem, write_downloads
+from .service import DepthService, RequestError, ResultStore, check_upload_size, safe_stem, write_downloads
 from .views import colorbar_html, depth_color, summary_markdown, value_readout, video_summary_markdown
 
 logger = logging.getLogger(__name__)
@@ -91,18 +91,18 @@ def build_ui(
         if not image_path:
             return None, None, "", "", None, "", ""
         try:
-            size = os.path.getsize(image_path)
-            from .service import check_upload_size
-
-            check_upload_size(size, limits)
-            data = Path(image_path).read_bytes()
-            prediction = service.predict(data, model)
-            folder, new = store.folder_for(prediction.key)
-            files = (
-                write_downloads(prediction, folder, safe_stem(Path(image_path).name))
-                if new
-                else sorted(folder.iterdir(), key=_download_order)
-            )
+            check_upload_size(os.path.getsize(image_path), limits)  # before reading it into memory
+            prediction = service.predict(Path(image_path).read_bytes(), model)
+            stem = safe_stem(Path(image_path).name)
+            folder, new = store.folder_for(f"{prediction.key}:{stem}")
+            if new:
+                try:
+                    files = write_downloads(prediction, folder, stem)
+                except BaseException:
+                    store.discard(f"{prediction.key}:{stem}")
+                    raise
+            else:
+                files = sorted(folder.iterdir(), key=_download_order)
         except RequestError as e:
             raise gr.Error(str(e)) from None
         color = depth_color(prediction, cmap)
