@@ -59,3 +59,21 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for cmd in ("predict", "eval", "convert", "models"):
         assert cmd in out
+
+
+def test_picking_a_published_model_shows_its_licence_and_offline_error(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    from depth_anything_v2.cli.common import licence_notice
+
+    assert licence_notice("vits").endswith("weights licence: Apache-2.0")
+    assert "CC-BY-NC-4.0" in licence_notice("metric-vkitti-vitl")
+    assert licence_notice("my.pth") is None
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"")
+    assert main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--model", "vitb"]) == 2
+    err = capsys.readouterr().err
+    assert "model vitb: relative depth (disparity), Base; weights licence: CC-BY-NC-4.0" in err
+    assert "depth_anything_v2_vitb.pth" in err and "--weights PATH" in err

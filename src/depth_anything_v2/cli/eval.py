@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import EXIT_FAILURES, EXIT_OK, UsageError
+from .common import add_model_arguments, load_predictor, model_source
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--benchmark", nargs="+", required=True, metavar="NAME", help=f"one or more of {names}")
     p.add_argument("--data-root", required=True, type=Path, help="folder holding <benchmark>/ folders")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="published model name (vits, vitb, vitl, metric-hypersim-vits, ...)")
-    src.add_argument("--weights", type=Path, help="checkpoint file or transformers-format directory")
-    p.add_argument("--encoder", default=None, help="encoder of --weights (checked; inferred when omitted)")
-    p.add_argument("--max-depth", type=float, default=None, help="make a metric model with this range (metres)")
-    p.add_argument("--input-size", type=int, default=518, help="shorter side fed to the network")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    add_model_arguments(p, required=True, default_model=None)
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same working size)")
     p.add_argument("--alignment", choices=ALIGNMENTS, default=None, help="override the benchmark's alignment")
     p.add_argument("--min-eval-depth", type=float, default=None, help="override the benchmark's minimum depth")
@@ -146,16 +140,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{n}: {where}{e}") from None
 
     rank, world, local_rank = _init_distributed()
-    source = args.model if args.model is not None else args.weights
-    try:
-        from ..predictor import DepthPredictor
-
-        predictor = DepthPredictor.from_pretrained(
-            source, encoder=args.encoder, max_depth=args.max_depth, device=_device(args.device, local_rank, world),
-            precision=args.precision, input_size=args.input_size,
-        )  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:  # CheckpointError is a ValueError
-        raise UsageError(str(e)) from None
+    source = model_source(args)
+    predictor = load_predictor(args, device=_device(args.device, local_rank, world))
 
     model_info: dict[str, Any] = {
         "source": str(source),

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import EXIT_FAILURES, EXIT_OK, UsageError
+from .common import add_model_arguments, load_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -74,15 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders, .txt lists, globs, videos, streams")
     p.add_argument("-o", "--out", type=Path, help="output folder (required unless only showing streams)")
-    m = p.add_argument_group("model")
-    src = m.add_mutually_exclusive_group()
-    src.add_argument("--model", default=None, help="published model name (default: vits; e.g. metric-hypersim-vitl)")
-    src.add_argument("--weights", type=Path, help="checkpoint file or transformers-format folder")
-    m.add_argument("--encoder", help="encoder of --weights (checked; inferred when omitted)")
-    m.add_argument("--max-depth", type=float, help="makes a metric model with this range in metres")
-    m.add_argument("--input-size", type=int, default=518, help="shorter side the model sees (default 518)")
-    m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    m.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    m = add_model_arguments(p)
     m.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same working size)")
     o = p.add_argument_group("outputs")
     o.add_argument(
@@ -209,23 +202,6 @@ def _options(args: argparse.Namespace) -> Options:
         max_frames=args.max_frames,
         progress=not args.no_progress,
     )
-
-
-def _load_predictor(args: argparse.Namespace):
-    from ..predictor import DepthPredictor
-
-    source = args.weights if args.weights is not None else (args.model or "vits")
-    try:
-        return DepthPredictor.from_pretrained(
-            source,
-            encoder=args.encoder,
-            max_depth=args.max_depth,
-            device=args.device,
-            precision=args.precision,
-            input_size=args.input_size,
-        )
-    except (OSError, ValueError, RuntimeError) as e:  # CheckpointError is a ValueError
-        raise UsageError(f"cannot load model {str(source)!r}: {e}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -489,7 +465,7 @@ def run(args: argparse.Namespace) -> int:
         images, videos = todo, todo_videos
     started = time.perf_counter()
     if images or videos or streams:
-        predictor = _load_predictor(args)
+        predictor = load_predictor(args)
         if needs_metric and not predictor.is_metric and opts.align_to is None:
             raise UsageError(
                 "--format ply needs metric depth: use a metric model (--model metric-..., --max-depth) or --align-to"

@@ -1,0 +1,76 @@
+"""Model selection shared by every command that runs a model (predict, eval, app, pseudo-label)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from ..configs import PUBLISHED_MODELS, VARIANTS
+from . import UsageError
+
+MODEL_NAMES_HELP = ", ".join(PUBLISHED_MODELS)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False, default_model: str | None = "vits"):
+    """``--model NAME | --weights PATH``, ``--encoder``, ``--max-depth``, ``--input-size``, ``--device``,
+    ``--precision``, in one "model" group. Returns the group so a command can add its own options to it."""
+    group = parser.add_argument_group("model")
+    src = group.add_mutually_exclusive_group(required=required)
+    default = f" (default: {default_model})" if default_model and not required else ""
+    src.add_argument("--model", metavar="NAME", help=f"published model: {MODEL_NAMES_HELP}{default}")
+    src.add_argument(
+        "--weights",
+        type=Path,
+        metavar="PATH",
+        help="checkpoint: official .pth, .safetensors, transformers-format folder, or training checkpoint",
+    )
+    group.add_argument(
+        "--encoder", choices=sorted(VARIANTS), help="encoder of --weights (checked; inferred if omitted)"
+    )
+    group.add_argument("--max-depth", type=float, help="metric model range in metres (20 indoor, 80 outdoor)")
+    group.add_argument("--input-size", type=int, default=518, help="shorter side the network sees (default 518)")
+    group.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    group.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="default fp32")
+    parser.set_defaults(_default_model=default_model)
+    return group
+
+
+def _device(text: str) -> str:
+    if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text) is None:
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    return text
+
+
+def model_source(args: argparse.Namespace) -> str | Path:
+    if args.weights is not None:
+        return args.weights
+    return args.model or args._default_model
+
+
+def licence_notice(source: str | Path) -> str | None:
+    """The line a user sees when picking a published model: what it is and under which licence."""
+    m = PUBLISHED_MODELS.get(str(source))
+    return None if m is None else f"model {m.name}: {m.description}; weights licence: {m.license}"
+
+
+def load_predictor(args: argparse.Namespace, *, device: str | None = None):
+    """A ``DepthPredictor`` from the model arguments; mistakes and unreadable files become ``UsageError``."""
+    from ..predictor import DepthPredictor
+
+    source = model_source(args)
+    notice = licence_notice(source)
+    if notice:
+        print(notice, file=sys.stderr)
+    try:
+        return DepthPredictor.from_pretrained(
+            source,
+            encoder=args.encoder,
+            max_depth=args.max_depth,
+            device=device or args.device,
+            precision=args.precision,
+            input_size=args.input_size,
+        )
+    except (OSError, ValueError, RuntimeError) as e:  # CheckpointError is a ValueError
+        raise UsageError(f"cannot load model {str(source)!r}: {e}") from None
