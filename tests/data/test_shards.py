@@ -173,6 +173,8 @@ def test_corrupt_shards_and_samples_are_skipped(tmp_path, caplog):
         list(ShardDataset(tmp_path / "s-*.tar", on_error="raise"))
     with pytest.raises(FileNotFoundError, match="no shards"):
         ShardDataset(tmp_path / "none-*.tar")
+    with pytest.raises(FileNotFoundError, match="1 of 2 shards do not exist"):
+        ShardDataset([shards[0], tmp_path / "s-000007.tar"])
 
 
 def test_image_shards_and_list_file(tmp_path):

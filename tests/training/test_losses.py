@@ -174,6 +174,18 @@ def test_gradients_flow_and_are_finite():
         assert torch.isfinite(g).all() and g.abs().sum() > 0
 
 
+def test_half_precision_inputs_are_scored_in_float32():
+    target = _rand(2, 16, 16, seed=30)
+    pred32 = 2.0 * target + 0.25 + 0.01 * _rand(2, 16, 16, seed=31)
+    pred16 = pred32.to(torch.bfloat16).requires_grad_(True)
+    loss16 = DepthLoss()(pred16, target)
+    assert loss16.dtype == torch.float32
+    loss32 = DepthLoss()(pred16.detach().float(), target)
+    assert float(loss16.detach()) == pytest.approx(float(loss32), rel=1e-5)
+    loss16.backward()
+    assert pred16.grad.dtype == torch.bfloat16 and torch.isfinite(pred16.grad.float()).all()
+
+
 def test_empty_masks_give_zero_without_nan():
     pred = _rand(2, 6, 6, seed=19).requires_grad_(True)
     target = _rand(2, 6, 6, seed=20)

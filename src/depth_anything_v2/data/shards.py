@@ -524,6 +524,10 @@ class ShardDataset(IterableDataset):
         self.shards = expand_shards(shards)
         if not self.shards:
             raise FileNotFoundError(f"no shards match {shards!r}")
+        missing = [p for p in self.shards if not os.path.isfile(p)]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise FileNotFoundError(f"{len(missing)} of {len(self.shards)} shards do not exist: {missing[:3]}{more}")
         if on_error not in ("warn", "raise"):
             raise ValueError(f"expected on_error 'warn' or 'raise', got {on_error!r}")
         if shuffle_buffer < 0:

@@ -91,6 +91,12 @@ def _check_inputs(
         raise ValueError(
             f"{name}: expected target of shape {tuple(pred.shape)} (same as pred), got {tuple(target.shape)}"
         )
+    # Losses are computed in at least float32: under fp16/bf16 autocast the squared residuals and the
+    # least-squares fit would lose most of their precision.
+    if pred.dtype in (torch.float16, torch.bfloat16):
+        pred = pred.float()
+    if target.dtype in (torch.float16, torch.bfloat16) or not target.is_floating_point():
+        target = target.float()
     valid = torch.isfinite(pred.detach()) & torch.isfinite(target.detach())
     if mask is not None:
         if not isinstance(mask, torch.Tensor):
@@ -194,7 +200,7 @@ def align_prediction(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     """
     pred_c, target_c, valid = _check_inputs(pred, target, mask, "align_prediction")
     scale, shift = fit_scale_shift(pred_c, target_c, valid)
-    return scale.to(pred.dtype)[:, None, None] * pred + shift.to(pred.dtype)[:, None, None]
+    return scale.to(pred_c.dtype)[:, None, None] * pred.to(pred_c.dtype) + shift.to(pred_c.dtype)[:, None, None]
 
 
 def ssi_residual(
@@ -345,7 +351,7 @@ def feature_alignment_loss(
             f"{tuple(student_features.shape)}"
         )
     dim = -1 if student_features.ndim == 3 else 1
-    cos = F.cosine_similarity(student_features, teacher_features.detach(), dim=dim, eps=1e-8)
+    cos = F.cosine_similarity(student_features.float(), teacher_features.detach().float(), dim=dim, eps=1e-8)
     keep = cos.detach() < threshold
     if mask is not None:
         if mask.shape != cos.shape:
