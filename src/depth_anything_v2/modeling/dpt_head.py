@@ -41,12 +41,14 @@ class FeatureFusionBlock(nn.Module):
         if skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
+        # The reference resizes, then applies the 1x1 out_conv. Both are linear and bilinear weights sum to one,
+        # so the 1x1 convolution commutes with the resize (bias included); running it at the lower resolution is
+        # the same function with 4x fewer operations (equal within fp32 rounding).
+        x = self.out_conv(x)
         # align_corners=True as the reference (and transformers); size None means x2 (refinenet1).
         if size is None:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        else:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
-        return self.out_conv(x)
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
 class Scratch(nn.Module):
