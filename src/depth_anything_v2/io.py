@@ -58,7 +58,9 @@ def _register_optional_plugins() -> None:
     pillow_heif.register_heif_opener()
 
 
-def _to_rgb_uint8(im, background: tuple[int, int, int] | None) -> np.ndarray:  # im: PIL.Image.Image
+def pil_to_rgb(im, background: tuple[int, int, int] | None = None) -> np.ndarray:
+    """A decoded PIL image of any mode -> RGB uint8 (H, W, 3): alpha dropped (or composited on `background`),
+    16-bit scaled by the high byte like cv2.imread, float images clipped to [0, 1]."""
     from PIL import Image
 
     mode = im.mode
@@ -143,7 +145,7 @@ def read_image(
                     f"limit {max_pixels / 1e6:g} megapixels (raise the limit or downscale with max_side)"
                 )
             im.load()  # decode now: truncation surfaces here as OSError
-            image_rgb = _to_rgb_uint8(ImageOps.exif_transpose(im), background)
+            image_rgb = pil_to_rgb(ImageOps.exif_transpose(im), background)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as e:

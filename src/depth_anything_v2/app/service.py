@@ -159,7 +159,7 @@ def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from ..io import _to_rgb_uint8  # the one place where image modes become RGB (shared with read_image)
+    from ..io import pil_to_rgb  # the one place where image modes become RGB (shared with read_image)
 
     check_upload_size(len(data), limits)
     try:
@@ -176,7 +176,7 @@ def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
                     f"{width}x{height} ({max(width, height) / max(1, min(width, height)):.1f})"
                 )
             im.load()  # decode now: truncation surfaces here
-            image_rgb = _to_rgb_uint8(ImageOps.exif_transpose(im), None)
+            image_rgb = pil_to_rgb(ImageOps.exif_transpose(im), None)
     except RequestError:
         raise
     except Image.DecompressionBombError as e:
