@@ -1,0 +1,341 @@
+"""The trainer: configuration, exact resume, checkpoints that load for inference, the three stages, error paths."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from training_fixtures import live_teacher, teacher_config, write_images, write_pseudo_shards
+
+from depth_anything_v2 import load_model
+from depth_anything_v2.checkpoints import CheckpointError
+from depth_anything_v2.cli import main
+from depth_anything_v2.training import checkpointing as ckpt_io
+from depth_anything_v2.training.config import ConfigError, from_dict, load_config
+from depth_anything_v2.training.trainer import (
+    Trainer,
+    TrainingError,
+    build_training_model,
+    load_encoder_init,
+    train,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny convolutions gain nothing from threads, and thread contention on a busy 2-core runner is very slow.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+# ------------------------------------------------------------------------------------------ configuration
+def test_overrides_types_and_stage_defaults(tmp_path: Path) -> None:
+    path = _write_yaml(tmp_path / "c.yaml", teacher_config(tmp_path, stage="student", optim={"lr_encoder": "5e-6"}))
+    config = load_config(
+        path,
+        [
+            "train.max_steps=7",
+            "optim.lr_decoder=1e-4",  # YAML 1.1 reads this as a string; the float field converts it
+            "data.crop_size=[56, 70]",
+            'data.train=[{type: shards, shards: "x/pseudo-{000000..000003}.tar"}]',
+            "model.init=null",
+        ],
+    )
+    assert config.train.max_steps == 7
+    assert config.optim.lr_encoder == 5e-6 and config.optim.lr_decoder == 1e-4
+    assert config.crop_hw == (56, 70)
+    assert config.data.train == [{"type": "shards", "shards": "x/pseudo-{000000..000003}.tar"}]
+    # Student defaults from the paper: trimmed loss, feature alignment, Adam.
+    assert (config.loss.trim, config.loss.feature_weight, config.optim.name) == (0.1, 1.0, "adam")
+    metric = from_dict(teacher_config(tmp_path, stage="metric", model={"encoder": "tiny", "max_depth": 20}))
+    assert (metric.optim.name, metric.optim.weight_decay, metric.model.max_depth) == ("adamw", 0.01, 20.0)
+    # An explicit value beats the stage default.
+    assert from_dict(teacher_config(tmp_path, stage="student", loss={"trim": 0.2})).loss.trim == 0.2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.lr_encodr=1e-5"], "unknown key 'optim.lr_encodr'; expected one of"),
+        (["optim.lr_encodr=1e-5"], "did you mean 'optim.lr_encoder'"),
+        (["train.max_steps=many"], "train.max_steps: expected an integer, got 'many'"),
+        (["data.crop_size=50"], "data.crop_size: expected positive multiples of 14, got 50"),
+        (["stage=metric"], "model.max_depth: the metric stage needs the depth range"),
+        (["model.max_depth=20"], "only the metric stage has a depth range"),
+        (["stage=pupil"], "stage: expected one of ['teacher', 'student', 'metric'], got 'pupil'"),
+        (["data.train=[{type: nyu, root: x}]"], "data.train[0].type: expected one of"),
+        (["train.precision=fp8"], "train.precision: expected one of 'fp32' | 'bf16' | 'fp16', got 'fp8'"),
+        (["train.batch_size=6", "train.grad_accum_steps=4"], "not divisible by grad_accum_steps 4"),
+        (["maxsteps"], "expected an override of the form key=value"),
+        (["data.train=[{type: shards, shards: x/{000..009}.tar}]"], "quote strings holding braces"),
+        (["optim.weight_decay=0.1"], "use name: adamw for weight decay"),
+        (["data.val=[{type: shards, shards: x.tar}]"], "validation needs ground-truth depth"),
+        (["model.encoder=vith"], "model.encoder: expected one of"),
+    ],
+)
+def test_bad_configs_are_refused_with_the_key_and_what_was_expected(tmp_path, overrides, message) -> None:
+    path = _write_yaml(tmp_path / "c.yaml", teacher_config(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    assert message in str(info.value)
+
+
+def test_cli_usage_errors_exit_2_and_print_config(tmp_path: Path, capsys) -> None:
+    path = _write_yaml(tmp_path / "c.yaml", teacher_config(tmp_path))
+    assert main(["train", "--config", str(path), "train.max_stepz=3"]) == 2
+    assert "unknown key 'train.max_stepz'" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: [teacher\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "cannot parse" in capsys.readouterr().err
+    # A dataset that is not there is a usage error too (found when the run starts).
+    assert main(["train", "--config", str(path), "data.train=[{type: hypersim, root: /nonexistent}]"]) == 2
+    assert "data.train[0]" in capsys.readouterr().err
+    assert main(["train", "--config", str(path), "--print-config", "train.max_steps=9", "--resume", "auto"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["train"]["max_steps"] == 9 and printed["train"]["resume"] == "auto"
+    assert printed["optim"]["lr_encoder"] == 1e-3
+
+
+# ------------------------------------------------------------------------------------------------ resume
+def _resume_matches(tmp_path: Path, config: dict, stop: int) -> tuple[dict, dict]:
+    """Train uninterrupted; then train from the step-``stop`` checkpoint in a fresh folder; return both."""
+    full = train(from_dict(config))
+    resumed_dir = Path(config["output_dir"] + "_resumed")
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(ckpt_io.checkpoint_path(Path(config["output_dir"]) / "checkpoints", stop), resumed_dir / "checkpoints")
+    shutil.copy(Path(config["output_dir"]) / "train_log.jsonl", resumed_dir)  # as a killed run left it (+ later lines)
+    resumed = train(from_dict({**config, "output_dir": str(resumed_dir)}), resume="auto")
+    assert resumed.step == full.step
+    return _load(full.final_checkpoint), _load(resumed.final_checkpoint)
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path: Path) -> None:
+    config = teacher_config(
+        tmp_path,
+        train={
+            "batch_size": 4,
+            "grad_accum_steps": 2,
+            "max_steps": 4,
+            "log_every": 1,
+            "ckpt_every": 2,
+            "keep_last": 5,
+            "progress": False,
+        },
+    )
+    # 12 scenes, 2 per micro-batch: an epoch is 6 micro-batches = 3 steps, so the resumed run crosses an epoch.
+    a, b = _resume_matches(tmp_path, config, stop=2)
+    _assert_same_state(a, b)
+    full_a = _load(Path(config["output_dir"]) / "checkpoints" / "step_00000004.pt")
+    full_b = _load(Path(config["output_dir"] + "_resumed") / "checkpoints" / "step_00000004.pt")
+    state_a, state_b = full_a["optimizer"]["state"], full_b["optimizer"]["state"]
+    assert all(torch.equal(state_a[k]["exp_avg_sq"], state_b[k]["exp_avg_sq"]) for k in state_a)
+    assert full_a["scheduler"] == full_b["scheduler"]
+    assert full_b["ranks"][0]["micro_batches"] == 8
+    # The log continues without duplicates: the lines after the checkpoint were dropped and rewritten.
+    steps = [json.loads(ln)["step"] for ln in (Path(config["output_dir"] + "_resumed") / "train_log.jsonl").open()]
+    train_steps = [
+        s
+        for s, ln in zip(steps, (Path(config["output_dir"] + "_resumed") / "train_log.jsonl").open(), strict=True)
+        if '"loss"' in ln
+    ]
+    assert train_steps == [1, 2, 3, 4]
+
+
+def test_student_on_shards_resumes_exactly_with_workers_cutmix_and_feature_alignment(tmp_path: Path) -> None:
+    write_pseudo_shards(tmp_path / "pseudo", shards=4, per_shard=6)
+    config = teacher_config(
+        tmp_path,
+        stage="student",
+        data={
+            "train": [{"type": "shards", "shards": str(tmp_path / "pseudo")}],
+            "num_workers": 2,
+            "cutmix": 0.5,
+            "shuffle_buffer": 4,
+        },
+        train={"batch_size": 4, "max_steps": 5, "log_every": 1, "ckpt_every": 3, "progress": False},
+    )
+    a, b = _resume_matches(tmp_path, config, stop=3)
+    _assert_same_state(a, b)
+    log = [json.loads(ln) for ln in (Path(config["output_dir"]) / "train_log.jsonl").open()]
+    losses = [r for r in log if "loss" in r]
+    # Student loss terms: the trimmed SSI + GM, and feature alignment against the frozen initial encoder
+    # (zero at step 1: the student starts as that encoder, every token is above the 0.85 threshold).
+    assert losses[0]["feat"] == 0.0 and all(math.isfinite(r["feat"]) for r in losses)
+    assert a["stage"] == "student" and a["config"]["loss"]["trim"] == 0.1
+
+
+# ------------------------------------------------------------------------------------ checkpoints and use
+def test_final_checkpoint_loads_with_load_model_and_runs_predict(tmp_path: Path) -> None:
+    config = teacher_config(tmp_path, train={"batch_size": 4, "max_steps": 3, "log_every": 1, "ckpt_every": 1,
+                                             "keep_last": 2, "val_every": 1, "progress": False})  # fmt: skip
+    result = train(from_dict(config))
+    ckpt = _load(result.final_checkpoint)
+    assert ckpt["format"] == ckpt_io.CHECKPOINT_FORMAT and ckpt["encoder"] == "tiny" and ckpt["max_depth"] is None
+    assert "optimizer" not in ckpt  # final.pt / best.pt are slim
+    model = load_model(result.final_checkpoint)
+    assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
+    # Full step checkpoints load too, and only the newest keep_last are kept.
+    assert [s for s, _ in ckpt_io.list_checkpoints(result.output_dir / "checkpoints")] == [2, 3]
+    load_model(ckpt_io.latest_checkpoint(result.output_dir / "checkpoints"), encoder="tiny")
+    # best.pt is the step with the lowest validation AbsRel in the log.
+    vals = [json.loads(ln) for ln in (result.output_dir / "train_log.jsonl").open() if '"val"' in ln]
+    best_step = min(vals, key=lambda r: r["val"]["abs_rel"])["step"]
+    assert _load(result.output_dir / "best.pt")["step"] == best_step == result.best["step"]
+    # The poly schedule, per optimiser step.
+    lrs = {
+        json.loads(ln)["step"]: json.loads(ln)["lr_decoder"]
+        for ln in (result.output_dir / "train_log.jsonl").open()
+        if '"loss"' in ln
+    }
+    assert lrs[1] == pytest.approx(2e-3 * (1 - 1 / 3) ** 0.9) and lrs[3] == 0.0
+    image = write_images(tmp_path / "images", 1)[0]
+    code = main(["predict", str(image), "--weights", str(result.final_checkpoint), "--encoder", "tiny",
+                 "--out", str(tmp_path / "pred"), "--format", "npy", "--device", "cpu", "--input-size", "56",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    depth = __import__("numpy").load(tmp_path / "pred" / "img_000.npy")
+    assert depth.shape == (42, 56) and depth.std() > 0
+
+
+def test_metric_stage_starts_from_a_relative_encoder_and_trains_silog(tmp_path: Path) -> None:
+    relative = train(
+        from_dict(teacher_config(tmp_path / "rel", train={"batch_size": 4, "max_steps": 1, "progress": False}))
+    )
+    config = teacher_config(
+        tmp_path,
+        stage="metric",
+        model={"encoder": "tiny", "max_depth": 20.0, "init": str(relative.final_checkpoint)},
+        data={
+            "train": [{"type": "synthetic", "n": 12, "size": [56, 70], "scene": {"indoor_probability": 1.0}}],
+            "val": [{"type": "synthetic", "n": 2, "size": [56, 70], "seed": 7, "scene": {"indoor_probability": 1.0}}],
+            "crop_size": 56,
+            "num_workers": 0,
+        },
+        val={"input_size": 56, "max_depth": 20.0},
+        train={"batch_size": 4, "max_steps": 2, "log_every": 1, "progress": False},
+    )
+    start = build_training_model(from_dict(config))
+    rel = _load(relative.final_checkpoint)["model"]
+    assert start.is_metric and start.max_depth == 20.0
+    assert all(torch.equal(v, rel[f"pretrained.{k}"]) for k, v in start.pretrained.state_dict().items())
+    assert not torch.equal(start.depth_head.scratch.output_conv1.weight, rel["depth_head.scratch.output_conv1.weight"])
+    result = train(from_dict(config))
+    logged = [json.loads(ln) for ln in (result.output_dir / "train_log.jsonl").open()]
+    assert "silog" in logged[0] and math.isfinite(logged[0]["silog"])
+    assert result.last_val["alignment"] == "none"  # metres, scored without alignment
+    ckpt = _load(result.final_checkpoint)
+    assert ckpt["max_depth"] == 20.0 and ckpt["stage"] == "metric"
+    # load_model cannot tell a metric checkpoint from its weights: pass max_depth (recorded in the checkpoint).
+    model = load_model(result.final_checkpoint, max_depth=ckpt["max_depth"])
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 56, 56))
+    assert model.is_metric and float(out.min()) > 0 and float(out.max()) < 20.0
+
+
+def test_encoder_init_from_dinov2_formats_and_mismatches(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    source = live_teacher(seed=3)
+    encoder = {k: v.clone() for k, v in source.pretrained.state_dict().items()}
+    # torch-hub DINOv2 files: bare keys, without the (unused) mask token.
+    bare = {k: v for k, v in encoder.items() if k != "mask_token"}
+    torch.save(bare, tmp_path / "dinov2_bare.pth")
+    save_file({f"pretrained.{k}": v for k, v in encoder.items()}, tmp_path / "prefixed.safetensors")
+    for path in (tmp_path / "dinov2_bare.pth", tmp_path / "prefixed.safetensors"):
+        model = live_teacher(seed=4)
+        head_before = model.depth_head.scratch.output_conv1.weight.clone()
+        load_encoder_init(model, path)
+        assert all(torch.equal(v, encoder[k]) for k, v in model.pretrained.state_dict().items() if k != "mask_token")
+        assert torch.equal(model.depth_head.scratch.output_conv1.weight, head_before)  # head untouched
+    # transformers Dinov2Model (the -hf DINOv2 layout), converted through the checkpoint module.
+    from depth_anything_v2.checkpoints import reference_to_hf
+
+    hf = reference_to_hf({f"pretrained.{k}": v for k, v in encoder.items()})
+    save_file({k[len("backbone.") :]: v.contiguous() for k, v in hf.items()}, tmp_path / "model.safetensors")
+    model = live_teacher(seed=4)
+    load_encoder_init(model, tmp_path / "model.safetensors")
+    assert torch.equal(model.pretrained.blocks[2].attn.qkv.weight, encoder["blocks.2.attn.qkv.weight"])
+    # Wrong sizes and foreign keys are refused by name.
+    torch.save({**bare, "register_tokens": torch.zeros(1, 4, 32)}, tmp_path / "reg.pth")
+    with pytest.raises(CheckpointError, match=r"1 unexpected \['register_tokens'\]"):
+        load_encoder_init(live_teacher(), tmp_path / "reg.pth")
+    torch.save({**bare, "pos_embed": torch.zeros(1, 5, 32)}, tmp_path / "pos.pth")
+    with pytest.raises(CheckpointError, match=r"pos_embed: expected \(1, 1370, 32\), found \(1, 5, 32\)"):
+        load_encoder_init(live_teacher(), tmp_path / "pos.pth")
+    with pytest.raises(CheckpointError, match="has no depth_head"):
+        load_encoder_init(live_teacher(), tmp_path / "dinov2_bare.pth", include_head=True)
+
+
+# ------------------------------------------------------------------------------------------- error paths
+def test_non_finite_steps_are_skipped_then_training_stops(tmp_path: Path, monkeypatch, capsys) -> None:
+    def nan_loss(self, pred, features, batch, regions):
+        return {"loss": pred.float().mean() * float("nan")}
+
+    monkeypatch.setattr(Trainer, "_loss", nan_loss)
+    config = teacher_config(tmp_path, train={"batch_size": 4, "max_steps": 10, "max_bad_steps": 3, "progress": False})
+    path = _write_yaml(tmp_path / "c.yaml", config)
+    assert main(["train", "--config", str(path)]) == 1
+    assert "3 consecutive steps with a non-finite loss" in capsys.readouterr().err
+    with pytest.raises(TrainingError):
+        train(from_dict(config))
+
+
+def test_dry_run_checks_everything_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    path = _write_yaml(tmp_path / "c.yaml", teacher_config(tmp_path))
+    assert main(["train", "--config", str(path), "--dry-run"]) == 0
+    assert "at step 1" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps(tmp_path: Path, precision: str) -> None:
+    config = teacher_config(tmp_path, train={"batch_size": 4, "max_steps": 2, "log_every": 1, "precision": precision,
+                                             "progress": False})  # fmt: skip
+    result = train(from_dict(config))
+    losses = [r["loss"] for r in result.history if "loss" in r]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    scaled = [r.get("loss_scale") for r in result.history if "loss" in r]
+    assert (scaled[0] is not None) == (precision == "fp16")  # fp16 uses a gradient scaler, bf16 does not
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "train").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_stage_configs_are_valid(path: Path) -> None:
+    config = load_config(path)
+    assert config.stage in path.stem
+    if config.stage == "metric":
+        assert config.model.max_depth in (20.0, 80.0) and config.optim.name == "adamw"
+    if not path.stem.startswith("miniature"):  # the paper's recipe
+        assert (config.optim.lr_encoder, config.optim.lr_decoder, config.data.crop_size) == (5e-6, 5e-5, 518)
+        assert config.train.batch_size == {"teacher": 64, "student": 192, "metric": 32}[config.stage]
