@@ -34,10 +34,11 @@ def test_student_trained_on_pseudo_labels_beats_the_untrained_baseline(tmp_path:
     scores = {r["model"].split()[0]: r for r in rows}
     untrained, teacher, student = scores["untrained"], scores["teacher"], scores["student"]
     assert untrained["num_images"] == student["num_images"] == 32
-    # Measured: untrained 0.374 / 0.370, teacher 0.307 / 0.509, student 0.307 / 0.503 (AbsRel / delta1).
-    assert student["abs_rel"] < untrained["abs_rel"] - 0.03
-    assert student["d1"] > untrained["d1"] + 0.08
-    assert teacher["abs_rel"] < untrained["abs_rel"] - 0.03
+    # Measured: untrained 0.374 / 0.370, teacher 0.289 / 0.533, student 0.290 / 0.532 (AbsRel / delta1); with
+    # other seeds (5 / 7): 0.367 / 0.366, 0.294 / 0.528, 0.299 / 0.514.
+    assert student["abs_rel"] < untrained["abs_rel"] - 0.05
+    assert student["d1"] > untrained["d1"] + 0.1
+    assert teacher["abs_rel"] < untrained["abs_rel"] - 0.05
     # The student saw no depth label: only the teacher's pseudo labels, in two complete shards.
     shards = sorted(p.name for p in (tmp_path / "work" / "pseudo").glob("*.tar"))
     assert shards == ["pseudo-000000.tar", "pseudo-000001.tar"]

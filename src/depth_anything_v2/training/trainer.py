@@ -51,7 +51,7 @@ from ..configs import PATCH_SIZE
 from ..dpt import DepthAnythingV2
 from . import checkpointing as ckpt_io
 from .config import ConfigError, TrainConfig, config_to_dict, dump_config
-from .data import build_train_batches, build_val_dataset, mix_seed
+from .data import StreamBatches, build_train_batches, build_val_dataset, mix_seed
 from .distributed import (
     DistInfo,
     all_gather_objects,
@@ -298,11 +298,7 @@ class _Logger:
         self.tb = None
         if path is not None and resume_step is not None and path.is_file():
             # Drop lines written after the checkpoint we resume from: the log continues without duplicates.
-            kept = [
-                ln
-                for ln in path.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("step", 0) <= resume_step
-            ]
+            kept = [ln for ln in path.read_text().splitlines() if _log_step(ln) <= resume_step]
             ckpt_io.atomic_write_text(path, "".join(ln + "\n" for ln in kept))
         elif path is not None and resume_step is None and path.exists():
             path.unlink()
@@ -329,6 +325,14 @@ class _Logger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _log_step(line: str) -> float:
+    """The step of a log line; a line cut short by a kill (or otherwise unreadable) sorts after everything."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -518,6 +522,16 @@ class Trainer:
         ranks = state.get("ranks") or []
         if len(ranks) == self.dist.world_size:
             ckpt_io.set_rng_state(ranks[self.dist.rank]["rng"])
+            before = ranks[self.dist.rank].get("num_workers")
+            now = getattr(self.batches, "num_workers", None)
+            if isinstance(self.batches, StreamBatches) and before is not None and before != now:
+                # Shards are split over ranks x workers: another worker count reads them in another order.
+                log.warning(
+                    "resuming streamed shards with %s DataLoader workers (the checkpoint used %s): the sample "
+                    "order differs from an uninterrupted run",
+                    now,
+                    before,
+                )
 
     # -- checkpoints
     def _state_dicts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -559,7 +573,11 @@ class Trainer:
         if self.config.train.dry_run:
             return None
         model_sd, optim_sd = self._state_dicts()
-        rank_state = {"rng": ckpt_io.get_rng_state(), "micro_batches": self.batches.position}
+        rank_state = {
+            "rng": ckpt_io.get_rng_state(),
+            "micro_batches": self.batches.position,
+            "num_workers": getattr(self.batches, "num_workers", self.config.data.num_workers),
+        }
         ranks = all_gather_objects(rank_state)
         path = None
         if self.dist.is_main:
