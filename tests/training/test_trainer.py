@@ -337,3 +337,29 @@ def test_shipped_stage_configs_are_valid(path: Path) -> None:
     if not path.stem.startswith("miniature"):  # the paper's recipe
         assert (config.optim.lr_encoder, config.optim.lr_decoder, config.data.crop_size) == (5e-6, 5e-5, 518)
         assert config.train.batch_size == {"teacher": 64, "student": 192, "metric": 32}[config.stage]
+
+
+def test_validation_scores_an_oracle_as_perfect_and_a_flipped_map_as_poor() -> None:
+    from depth_anything_v2.data.synthetic import SyntheticScenes
+    from depth_anything_v2.training.trainer import evaluate_model
+
+    scenes = SyntheticScenes(3, (56, 70), seed=4, target="depth")
+
+    class Replay(torch.nn.Module):
+        """Returns prepared maps in order (the evaluator's image resize is the identity at 56 x 70)."""
+
+        def __init__(self, maps: list[torch.Tensor]) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.maps, self.is_metric = maps, False
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            assert x.shape[-2:] == (56, 70)
+            return self.maps.pop(0)[None]
+
+    disparity = [torch.where(s["valid_mask"], 1 / s["depth_m"].clamp(min=1e-6), 0.0) for s in scenes]
+    perfect = evaluate_model(Replay([3.0 * d + 0.5 for d in disparity]), scenes, input_size=56)
+    assert perfect["num_images"] == 3 and perfect["alignment"] == "scale_shift_disparity"
+    assert perfect["metrics"]["abs_rel"] < 1e-4 and perfect["metrics"]["d1"] == 1.0
+    flipped = evaluate_model(Replay([d.flip(0) for d in disparity]), scenes, input_size=56)
+    assert flipped["metrics"]["abs_rel"] > 0.2 and flipped["metrics"]["d1"] < 0.7
