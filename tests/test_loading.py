@@ -227,3 +227,15 @@ def test_hf_directory_config_errors(tmp_path, tiny_sd):
     (tmp_path / "hf" / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match=r"not a readable config\.json"):
         load_model(tmp_path / "hf")
+
+
+def test_training_checkpoint_records_its_max_depth(tmp_path, tiny_sd):
+    ckpt = {"format": "depth_anything_v2.training/1", "encoder": "tiny", "max_depth": 80.0, "step": 5}
+    torch.save({**ckpt, "model": {f"module.{k}": v for k, v in tiny_sd.items()}}, tmp_path / "metric.pt")
+    model = load_model(tmp_path / "metric.pt")
+    assert model.max_depth == 80.0 and _same_weights(model, tiny_sd)
+    torch.save({**ckpt, "max_depth": None, "model": tiny_sd}, tmp_path / "relative.pt")
+    assert load_model(tmp_path / "relative.pt").max_depth is None
+    torch.save({**ckpt, "encoder": "vitl", "model": tiny_sd}, tmp_path / "liar.pt")
+    with pytest.raises(CheckpointError, match="says encoder 'vitl', but its tensors are 'tiny'"):
+        load_model(tmp_path / "liar.pt")

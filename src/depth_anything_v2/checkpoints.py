@@ -98,11 +98,17 @@ def read_hf_config(path: Path) -> dict:
         raise CheckpointError(f"{path}: not a readable config.json ({e})") from None
 
 
+#: The ``format`` tag of this toolkit's training checkpoints, which also record ``encoder`` and ``max_depth``.
+TRAINING_FORMAT_PREFIX = "depth_anything_v2.training/"
+
+
 def read_checkpoint(path: str | Path) -> tuple[StateDict, dict | None]:
     """Read any supported checkpoint file or transformers-format directory.
 
-    Returns ``(state_dict, hf_config)``: the raw state dict (prefixes stripped, training wrappers removed, key
-    names as stored) and the parsed ``config.json`` for transformers-format models, else ``None``.
+    Returns ``(state_dict, model_info)``: the raw state dict (prefixes stripped, training wrappers removed, key
+    names as stored) and what the file says about the model, else ``None``: the parsed ``config.json`` of a
+    transformers-format model, or ``{"encoder", "max_depth"}`` of one of this toolkit's training checkpoints
+    (marked by ``format``).
     """
     path = Path(path)
     if not path.exists():
@@ -123,6 +129,8 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, dict | None]:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     raw = _safetensors_load(path) if path.suffix == ".safetensors" else _torch_load(path)
     state_dict = _as_state_dict(raw, path)
+    if isinstance(raw, Mapping) and str(raw.get("format", "")).startswith(TRAINING_FORMAT_PREFIX):
+        return state_dict, {"encoder": raw.get("encoder"), "max_depth": raw.get("max_depth")}
     hf_config = None
     if config_path is not None and config_path.is_file():
         hf_config = read_hf_config(config_path)

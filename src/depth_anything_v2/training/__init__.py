@@ -1,5 +1,51 @@
-"""Training: losses (this package's ``losses`` module) and, built on them, the trainer and pseudo-labelling.
+"""Training: losses, the trainer for the three stages (teacher, student, metric) and pseudo-labelling.
 
-Import from the submodules (``from depth_anything_v2.training.losses import DepthLoss``); this package keeps
-``import depth_anything_v2.training`` light.
+    from depth_anything_v2.training import load_config, train
+    result = train(load_config("configs/train/miniature_teacher.yaml", ["train.max_steps=50"]))
+
+Names load lazily, so ``import depth_anything_v2.training`` stays light.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_LAZY = {
+    "train": "trainer",
+    "Trainer": "trainer",
+    "TrainResult": "trainer",
+    "TrainingError": "trainer",
+    "evaluate_model": "trainer",
+    "load_encoder_init": "trainer",
+    "build_training_model": "trainer",
+    "TrainConfig": "config",
+    "load_config": "config",
+    "ConfigError": "config",
+    "pseudo_label": "pseudo_label",
+    "PseudoLabelError": "pseudo_label",
+    "DepthLoss": "losses",
+}
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ConfigError, TrainConfig, load_config
+    from .losses import DepthLoss
+    from .pseudo_label import PseudoLabelError, pseudo_label
+    from .trainer import (
+        Trainer,
+        TrainingError,
+        TrainResult,
+        build_training_model,
+        evaluate_model,
+        load_encoder_init,
+        train,
+    )
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
