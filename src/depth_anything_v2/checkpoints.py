@@ -16,7 +16,7 @@ import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -102,14 +102,16 @@ def read_hf_config(path: Path) -> dict:
 TRAINING_FORMAT_PREFIX = "depth_anything_v2.training/"
 
 
-def read_checkpoint(path: str | Path) -> tuple[StateDict, dict | None]:
-    """Read any supported checkpoint file or transformers-format directory.
+class RawCheckpoint(NamedTuple):
+    """A checkpoint as read: key names as stored (prefixes stripped, training wrappers removed)."""
 
-    Returns ``(state_dict, model_info)``: the raw state dict (prefixes stripped, training wrappers removed, key
-    names as stored) and what the file says about the model, else ``None``: the parsed ``config.json`` of a
-    transformers-format model, or ``{"encoder", "max_depth"}`` of one of this toolkit's training checkpoints
-    (marked by ``format``).
-    """
+    state_dict: StateDict
+    hf_config: dict | None = None  # config.json of a transformers-format model
+    recorded: dict | None = None  # {"encoder", "max_depth"} recorded by this toolkit's training checkpoints
+
+
+def read_checkpoint(path: str | Path) -> RawCheckpoint:
+    """Read any supported checkpoint file or transformers-format directory."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
@@ -130,13 +132,12 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, dict | None]:
     raw = _safetensors_load(path) if path.suffix == ".safetensors" else _torch_load(path)
     state_dict = _as_state_dict(raw, path)
     if isinstance(raw, Mapping) and str(raw.get("format", "")).startswith(TRAINING_FORMAT_PREFIX):
-        return state_dict, {"encoder": raw.get("encoder"), "max_depth": raw.get("max_depth")}
-    hf_config = None
+        return RawCheckpoint(state_dict, recorded={"encoder": raw.get("encoder"), "max_depth": raw.get("max_depth")})
     if config_path is not None and config_path.is_file():
-        hf_config = read_hf_config(config_path)
-    elif is_hf_state_dict(state_dict):
+        return RawCheckpoint(state_dict, hf_config=read_hf_config(config_path))
+    if is_hf_state_dict(state_dict):
         raise CheckpointError(f"{path}: transformers-format weights need their config.json beside them")
-    return state_dict, hf_config
+    return RawCheckpoint(state_dict)
 
 
 # ---------------------------------------------------------------------------------------------------------

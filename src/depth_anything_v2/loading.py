@@ -89,17 +89,16 @@ def load_state_dict_any(source: str | os.PathLike) -> tuple[StateDict, dict]:
     """Reference-format state dict of any checkpoint file/directory, plus what the file tells about the model
     (``encoder``, and ``max_depth`` when known: from config.json or a published metric file name)."""
     path = Path(source)
-    state_dict, model_info = read_checkpoint(path)
+    state_dict, hf_config, recorded = read_checkpoint(path)
     info: dict = {}
-    if model_info is not None and "backbone_config" not in model_info:  # a training checkpoint's own record
+    if recorded is not None:  # a training checkpoint of this toolkit records encoder and max_depth
         info["encoder"] = infer_encoder(state_dict)
-        if model_info.get("encoder") not in (None, info["encoder"]):
+        if recorded.get("encoder") not in (None, info["encoder"]):
             raise CheckpointError(
-                f"{path}: the checkpoint says encoder {model_info['encoder']!r}, but its tensors are {info['encoder']!r}"
+                f"{path}: the checkpoint says encoder {recorded['encoder']!r}, but its tensors are {info['encoder']!r}"
             )
-        info["max_depth"] = model_info.get("max_depth")
+        info["max_depth"] = recorded.get("max_depth")
         return state_dict, info
-    hf_config = model_info
     if hf_config is not None or is_hf_state_dict(state_dict):
         state_dict = hf_to_reference(state_dict)
         # The published -hf files may lack the unused mask token; it is never read, so zeros are exact.

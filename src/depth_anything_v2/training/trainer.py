@@ -89,7 +89,7 @@ class TrainingError(RuntimeError):
 # ------------------------------------------------------------------------------------------------- model
 def _init_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
     """Any supported weights file -> reference key names (encoder under ``pretrained.``)."""
-    state, hf_config = read_checkpoint(source)
+    state, hf_config, _ = read_checkpoint(source)
     if any(k.startswith("embeddings.") for k in state):  # transformers Dinov2Model
         return hf_to_reference({f"backbone.{k}": v for k, v in state.items()})
     if hf_config is not None or is_hf_state_dict(state):  # transformers Depth Anything
