@@ -8,9 +8,9 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from . import EXIT_FAILURES, EXIT_OK, UsageError
+from .common import add_model_arguments, licence_notice
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    m = p.add_argument_group("model")
-    src = m.add_mutually_exclusive_group()
-    src.add_argument("--model", help="published model name (default: vits; e.g. metric-hypersim-vits)")
-    src.add_argument("--weights", type=Path, help="checkpoint file or transformers-format folder")
-    m.add_argument("--encoder", help="encoder of --weights (checked; inferred when omitted)")
-    m.add_argument("--max-depth", type=float, help="makes a metric model with this range in metres")
-    m.add_argument("--input-size", type=int, default=518, help="shorter side the model sees (default 518)")
-    m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    m.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    m = add_model_arguments(p)
     m.add_argument(
         "--fixed-model",
         action="store_true",
@@ -135,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         max_video_frames=args.max_video_frames,
     )
     service = DepthService(models, limits, max_pending=args.max_queue)
-    print(f"loading model {default.name} ...", file=sys.stderr, flush=True)
+    print(licence_notice(default.name) or f"loading model {default.name} ...", file=sys.stderr, flush=True)
     try:
         models.get(default.name)  # load once, now: a bad checkpoint fails here, not on the first request
     except RequestError as e:
