@@ -103,3 +103,14 @@ def test_vitg_ffn_is_fused_swiglu_of_4096():
         block = Block(VARIANTS["vitg"].encoder)
     assert tuple(block.mlp.w12.weight.shape) == (2 * 4096, 1536)
     assert tuple(block.mlp.w3.weight.shape) == (1536, 4096)
+
+
+@pytest.mark.slow
+def test_torch_compile_runs_and_matches_eager(make_model):
+    # the oneDNN fast path is an opaque op to the compiler; under torch.compile the plain path must be taken
+    model = make_model("tiny")
+    x = torch.randn(1, 3, 42, 56, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        eager = model(x)
+        compiled = torch.compile(model)(x)
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)

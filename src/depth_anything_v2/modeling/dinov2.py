@@ -28,11 +28,12 @@ def linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tenso
 
     Inference on CPU in fp32 goes through oneDNN's matmul with the bias and GELU fused (the kernel PyTorch's
     own compiler emits); it is ~20% faster here than MKL's addmm + a separate GELU and equal to it within
-    fp32 rounding (``tests/modeling/test_dinov2.py``). Anything that needs autograd, or another device or
-    dtype, takes the plain path.
+    fp32 rounding (``tests/modeling/test_dinov2.py``). Anything that needs autograd, another device or dtype, or
+    runs under ``torch.compile``, takes the plain path.
     """
     if (
         _ONEDNN_LINEAR is not None
+        and not torch.compiler.is_compiling()  # the compiler makes its own fused kernels
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
