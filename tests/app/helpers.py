@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from depth_anything_v2 import build_model
 from depth_anything_v2.predictor import DepthPredictor
+from model_factory import random_model
 
 #: 4 x 5 tokens for a 3:4 image: fast on 2 cores.
 INPUT_SIZE = 56
@@ -20,14 +20,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "depth_anything_v2" / "
 
 
 def tiny_model(max_depth: float | None = None, seed: int = 0) -> torch.nn.Module:
-    """A random tiny model whose output varies over the image (as ``tests/conftest.py::random_model``)."""
-    torch.manual_seed(seed)
-    model = build_model("tiny", max_depth)
-    with torch.no_grad():
-        last = model.depth_head.scratch.output_conv2[2]
-        last.weight.mul_(50.0)
-        last.bias.fill_(0.0 if max_depth else 1.0)
-    return model.eval()
+    """A random tiny model whose output varies over the image."""
+    return random_model("tiny", max_depth, seed)
 
 
 def tiny_predictor(max_depth: float | None = None) -> DepthPredictor:

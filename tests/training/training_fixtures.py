@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 
 def teacher_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
@@ -68,12 +67,6 @@ def write_images(root: Path, n: int, size=(42, 56), seed: int = 5, ext: str = "p
 
 def live_teacher(seed: int = 0, max_depth: float | None = None):
     """A random tiny model whose relative output is alive (positive last bias, visible spread)."""
-    from depth_anything_v2 import build_model
+    from model_factory import random_model
 
-    torch.manual_seed(seed)
-    model = build_model("tiny", max_depth)
-    with torch.no_grad():
-        last = model.depth_head.scratch.output_conv2[2]
-        last.weight.mul_(50.0)
-        last.bias.fill_(0.0 if max_depth else 1.0)
-    return model.eval()
+    return random_model("tiny", max_depth, seed)
