@@ -14,14 +14,16 @@ import argparse
 import datetime as _dt
 import hashlib
 import logging
-import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import EXIT_FAILURES, EXIT_OK, UsageError
 from .common import add_model_arguments, load_predictor, model_source
+
+if TYPE_CHECKING:
+    from ..distributed import DistInfo
 
 logger = logging.getLogger(__name__)
 
@@ -78,26 +80,6 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _init_distributed() -> tuple[int, int, int]:
-    """Join the torchrun group (gloo: evaluation only gathers small Python objects) when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _device(requested: str, local_rank: int, world: int) -> str:
-    import torch
-
-    if world > 1 and requested in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return requested
-
-
 def _reader_kwargs(name: str, args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if args.split_file is not None and name in _SPLIT_FILE_READERS:
@@ -108,11 +90,9 @@ def _reader_kwargs(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import report
     from ..evaluation.da2k import DA2K
     from ..evaluation.datasets import BENCHMARKS, DatasetNotFoundError
-    from ..evaluation.metrics import AlignmentError
-    from ..evaluation.runner import evaluate, resolve_data_dir
+    from ..evaluation.runner import resolve_data_dir
 
     names = list(dict.fromkeys(args.benchmark))
     unknown = [n for n in names if n not in BENCHMARKS and n != "da2k"]
@@ -139,9 +119,27 @@ def run(args: argparse.Namespace) -> int:
             where = "" if (args.data_root / folder).is_dir() else f"expected the dataset in {args.data_root / folder}: "
             raise UsageError(f"{n}: {where}{e}") from None
 
-    rank, world, local_rank = _init_distributed()
+    from ..distributed import cleanup_distributed, init_distributed
+
+    try:  # under torchrun: join the process group (NCCL on GPUs, Gloo on CPUs); alone: no group
+        info = init_distributed(args.device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    try:
+        return _evaluate_all(args, names, info)
+    finally:  # a process that leaves without destroying its group can abort at exit (Gloo threads)
+        cleanup_distributed(info)
+
+
+def _evaluate_all(args: argparse.Namespace, names: list[str], info: DistInfo) -> int:
+    from ..evaluation import report
+    from ..evaluation.metrics import AlignmentError
+    from ..evaluation.runner import evaluate
+
     source = model_source(args)
-    predictor = load_predictor(args, device=_device(args.device, local_rank, world))
+    rank, world = info.rank, info.world_size
+    # Under torchrun each process takes its own GPU (cuda:LOCAL_RANK); alone, the usual device choice.
+    predictor = load_predictor(args, device=str(info.device) if info.is_distributed else args.device)
 
     model_info: dict[str, Any] = {
         "source": str(source),

@@ -68,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoints import CheckpointError
+    from ..distributed import env_rank, resolve_device
     from ..predictor import DepthPredictor
-    from ..training.distributed import env_rank, resolve_device
     from ..training.pseudo_label import PseudoLabelError, pseudo_label
 
     if args.shard_size < 1 or args.batch_size < 1:

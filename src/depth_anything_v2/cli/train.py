@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingError as e:
         print(f"depth-anything train: training failed: {e}", file=sys.stderr)
         return EXIT_FAILURES
-    from ..training.distributed import env_rank
+    from ..distributed import env_rank
 
     if env_rank()[0] == 0:
         print(f"finished {config.stage} training at step {result.step} in {result.output_dir}")

@@ -139,11 +139,9 @@ def _dist() -> tuple[int, int]:
 def _gather(records: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]]:
     if world_size == 1:
         return records
-    import torch.distributed as dist
+    from ..distributed import all_gather_objects
 
-    gathered: list[list[dict[str, Any]] | None] = [None] * world_size
-    dist.all_gather_object(gathered, records)
-    return [r for part in gathered for r in (part or [])]
+    return [r for part in all_gather_objects(records) for r in part]
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -350,7 +350,7 @@ def pseudo_label(
     Raises:
         PseudoLabelError: no inputs, a metric teacher, or an output folder holding another plan.
     """
-    from .distributed import env_rank
+    from ..distributed import env_rank
 
     if shard_size < 1 or batch_size < 1:
         raise PseudoLabelError(f"expected shard_size >= 1 and batch_size >= 1, got {shard_size} and {batch_size}")

@@ -48,11 +48,7 @@ from torch import nn
 
 from ..checkpoints import CheckpointError, hf_to_reference, is_hf_state_dict, read_checkpoint
 from ..configs import PATCH_SIZE
-from ..dpt import DepthAnythingV2
-from . import checkpointing as ckpt_io
-from .config import ConfigError, TrainConfig, config_to_dict, dump_config
-from .data import StreamBatches, build_train_batches, build_val_dataset, mix_seed
-from .distributed import (
+from ..distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_mean,
@@ -61,6 +57,10 @@ from .distributed import (
     init_distributed,
     wrap_model,
 )
+from ..dpt import DepthAnythingV2
+from . import checkpointing as ckpt_io
+from .config import ConfigError, TrainConfig, config_to_dict, dump_config
+from .data import StreamBatches, build_train_batches, build_val_dataset, mix_seed
 
 log = logging.getLogger(__name__)
 
