@@ -18,21 +18,21 @@ def upsample_and_predict(
     x: torch.Tensor, size: tuple[int, int], layers: nn.Module, band_bytes: int = 4 << 20
 ) -> torch.Tensor:
     """``layers(F.interpolate(x, size, mode="bilinear", align_corners=True))``, for ``layers`` whose output row
-    depends on input rows one above and below at most (``output_conv2``: a 3x3 then 1x1 convolutions).
+    depends on input rows one above and below at most (``output_conv1``, a 3x3 convolution; ``output_conv2``, a
+    3x3 then 1x1 convolutions).
 
     Inference on CPU runs it in bands of output rows of about ``band_bytes``. At full size the upsampled map and
     the 3x3 convolution's output are 32 channels at the output resolution (34 MB each at 518x518): blocks that
     large are mapped fresh from the OS on every call, and their page faults cost more than the resize itself.
     Banded, they stay in the heap and in cache: this stage ran 30% faster here (60 -> 43 ms) and a vits forward
-    at 518x518 peaks ~25 MB lower (``benchmarks/bench_cpu_forward.py``). Each band resizes horizontally (all
-    rows; the vertical scale is 1, so rows are copied exactly) then vertically with the same source rows and
-    weights as PyTorch's align_corners resize: equal within fp32 rounding (``tests/modeling/test_dpt_head.py``). Autograd, other devices and ``torch.compile`` take the plain path.
+    at 518x518 peaks ~25 MB lower (``benchmarks/bench_cpu_forward.py``). Each band resizes the source rows it
+    needs horizontally, then vertically with the same source rows and weights as PyTorch's align_corners resize:
+    equal within fp32 rounding (``tests/modeling/test_dpt_head.py``). Autograd, other devices and ``torch.compile`` take the plain path.
     """
     if x.device.type != "cpu" or torch.is_grad_enabled() or torch.compiler.is_compiling():
         return layers(F.interpolate(x, size, mode="bilinear", align_corners=True))
     b, c, h = x.shape[:3]
     out_h, out_w = size
-    xw = F.interpolate(x, (h, out_w), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)  # (B, h, W, C)
     src = torch.arange(out_h, dtype=torch.float32) * ((h - 1) / (out_h - 1) if out_h > 1 else 0.0)
     i0 = src.long()
     i1 = (i0 + 1).clamp(max=h - 1)
@@ -42,10 +42,16 @@ def upsample_and_predict(
     for r0 in range(0, out_h, step):
         r1 = min(r0 + step, out_h)
         lo, hi = max(r0 - 1, 0), min(r1 + 1, out_h)  # one halo row each side for the 3x3 convolution
-        band = torch.lerp(xw[:, i0[lo:hi]], xw[:, i1[lo:hi]], weight[lo:hi]).permute(0, 3, 1, 2)
+        s0, s1 = int(i0[lo]), int(i1[hi - 1]) + 1  # the source rows this band reads
+        # Horizontal pass on those rows only (their count is kept, so the vertical scale is 1: exact copies).
+        xw = F.interpolate(x[:, :, s0:s1], (s1 - s0, out_w), mode="bilinear", align_corners=True)
+        xw = xw.permute(0, 2, 3, 1)  # (B, rows, W, C): a view of the channels-last result
+        band = torch.lerp(xw[:, i0[lo:hi] - s0], xw[:, i1[lo:hi] - s0], weight[lo:hi]).permute(0, 3, 1, 2)
         y = layers(band)[:, :, r0 - lo : r1 - lo]
-        if out is None:
-            out = y.new_empty(b, y.shape[1], out_h, out_w)
+        if out is None:  # channels-last, as the whole head
+            out = torch.empty(
+                (b, y.shape[1], out_h, out_w), dtype=y.dtype, device=y.device, memory_format=torch.channels_last
+            )
         out[:, :, r0:r1] = y
     return out
 
@@ -74,17 +80,20 @@ class FeatureFusionBlock(nn.Module):
         self.resConfUnit2 = ResidualConvUnit(features)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:
+        # align_corners=True as the reference (and transformers); size None means x2.
+        x = self.fuse(x, skip)
+        size = (2 * x.shape[2], 2 * x.shape[3]) if size is None else size
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+    def fuse(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """Everything but the final resize."""
         if skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
         # The reference resizes, then applies the 1x1 out_conv. Both are linear and bilinear weights sum to one,
         # so the 1x1 convolution commutes with the resize (bias included); running it at the lower resolution is
         # the same function with 4x fewer operations (equal within fp32 rounding).
-        x = self.out_conv(x)
-        # align_corners=True as the reference (and transformers); size None means x2 (refinenet1).
-        if size is None:
-            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+        return self.out_conv(x)
 
 
 class Scratch(nn.Module):
@@ -136,6 +145,8 @@ class DPTHead(nn.Module):
         path = s.refinenet4(l4, size=l3.shape[2:])
         path = s.refinenet3(path, l3, size=l2.shape[2:])
         path = s.refinenet2(path, l2, size=l1.shape[2:])
-        path = s.refinenet1(path, l1)
-        size = (patch_h * PATCH_SIZE, patch_w * PATCH_SIZE)
-        return upsample_and_predict(s.output_conv1(path), size, s.output_conv2)
+        # refinenet1's x2 resize goes with output_conv1, and the resize to the input size with output_conv2, each
+        # in bands of rows on CPU (see upsample_and_predict).
+        path = s.refinenet1.fuse(path, l1)
+        path = upsample_and_predict(path, (2 * path.shape[2], 2 * path.shape[3]), s.output_conv1)
+        return upsample_and_predict(path, (patch_h * PATCH_SIZE, patch_w * PATCH_SIZE), s.output_conv2)
