@@ -188,3 +188,15 @@ def test_max_side_downscales(tmp_path):
     assert read_image(tmp_path / "big.jpg", max_side=100, max_pixels=100 * 100).shape == (75, 100, 3)
     with pytest.raises(ValueError, match="expected max_side >= 1 or None, got 0"):
         read_image(tmp_path / "big.png", max_side=0)
+
+
+def test_bytes_already_read_are_decoded_without_touching_the_file(tmp_path):
+    rgb = _gradient_rgb()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    gone = tmp_path / "gone.png"  # never written: the bytes alone must do
+    np.testing.assert_array_equal(read_image(gone, data=buf.getvalue()), rgb)
+    with pytest.raises(ImageReadError, match=r"gone.png: empty file \(0 bytes\)$"):
+        read_image(gone, data=b"")
+    with pytest.raises(ImageReadError, match=r"gone.png: cannot decode: truncated"):
+        read_image(gone, data=buf.getvalue()[:60])

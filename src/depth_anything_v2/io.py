@@ -24,6 +24,7 @@ and the reason for anything it cannot decode. What it does with each kind of ima
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -92,6 +93,7 @@ def read_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_side: int | None = None,
     background: tuple[int, int, int] | None = None,
+    data: bytes | None = None,
 ) -> np.ndarray:
     """Decode an image file to an RGB ``uint8`` array of shape ``(H, W, 3)`` (writable, C-contiguous), upright.
 
@@ -102,6 +104,8 @@ def read_image(
         max_side: downscale images whose longer side is larger than this to exactly this (aspect kept);
             ``None`` keeps the full resolution.
         background: composite transparent images over this RGB colour; ``None`` drops alpha (reference).
+        data: the file's bytes when the caller has already read them (``path`` then only names the image in
+            messages and picks optional decoders by its suffix): the file is not read again.
 
     Raises:
         ImageReadError: missing, empty, unreadable, truncated, unsupported or oversized files; the message
@@ -120,20 +124,23 @@ def read_image(
     if max_side is not None and max_side < 1:
         raise ValueError(f"expected max_side >= 1 or None, got {max_side}")
     path = Path(path)
-    try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
-    except OSError as e:
-        raise ImageReadError(f"{path}: cannot access ({e.strerror or e})") from None
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a directory, not an image")
+    if data is not None:
+        size = len(data)
+    else:
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise ImageReadError(f"{path}: no such file") from None
+        except OSError as e:
+            raise ImageReadError(f"{path}: cannot access ({e.strerror or e})") from None
+        if path.is_dir():
+            raise ImageReadError(f"{path}: is a directory, not an image")
     if size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     if path.suffix.lower() in (".heic", ".heif", ".avif"):
         _register_optional_plugins()
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             width, height = im.size
             if max_side is not None and max(width, height) > max_side and im.format == "JPEG":
                 # Decode at 1/2, 1/4 or 1/8 scale directly (libjpeg DCT scaling): a fraction of the memory.

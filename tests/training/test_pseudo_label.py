@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -44,11 +45,23 @@ def _leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.name.endswith((".partial", ".tmp")))
 
 
-def test_labels_are_the_teachers_disparity_within_the_stated_precision(tmp_path: Path) -> None:
+def test_labels_are_the_teachers_disparity_within_the_stated_precision(tmp_path: Path, monkeypatch) -> None:
     paths = write_images(tmp_path / "in", 7)
     teacher = _teacher()
+    reads = Counter()
+    read_bytes, pil_open = Path.read_bytes, PIL.Image.open
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.update([self.name]) or read_bytes(self))
+
+    def counting_open(fp, *args, **kwargs):
+        if isinstance(fp, (str, os.PathLike)):  # a file opened by name (bytes in memory do not count)
+            reads.update([Path(fp).name])
+        return pil_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", counting_open)
     report = pseudo_label(teacher, [str(tmp_path / "in")], tmp_path / "out", shard_size=3, batch_size=2, read_workers=2)
     assert report.written == [0, 1, 2] and report.samples_written == 7 and not report.failures
+    assert reads == Counter(p.name for p in paths)  # each image file read once (and decoded from those bytes)
+    monkeypatch.undo()
     samples = _samples(tmp_path / "out")
     assert [s["__key__"] for s in samples] == [p.stem for p in paths]
     for s, path in zip(samples, paths, strict=True):

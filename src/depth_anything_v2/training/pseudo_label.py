@@ -225,7 +225,7 @@ def _prefetch(items: Iterable[WorkItem], workers: int, ahead: int) -> Iterator[t
         try:
             data, ext = item.read()
             if os.path.isfile(item.source):
-                rgb = read_image(item.source)  # the project's decoder: EXIF, 16-bit, CMYK, size limits
+                rgb = read_image(item.source, data=data)  # the project's decoder: EXIF, 16-bit, CMYK, limits
             else:
                 rgb = decode_field(ext, data)
                 if not isinstance(rgb, np.ndarray) or rgb.ndim != 3:
