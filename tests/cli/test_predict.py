@@ -320,6 +320,23 @@ def test_video_and_stream_routing(tmp_path, tiny_weights, monkeypatch):
     assert (out / "clip_depth.mp4").stat().st_mtime_ns == mtime
 
 
+def test_image_only_options_on_a_video_are_reported(tmp_path, tiny_weights, caplog):
+    import cv2
+
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (56, 42))
+    for _ in range(2):
+        writer.write(np.full((42, 56, 3), 90, np.uint8))
+    writer.release()
+    known = tmp_path / "known.npy"
+    np.save(known, np.full((42, 56), 2.0, np.float32))
+    out = tmp_path / "out"
+    args = ("--out", str(out), "--format", "gray,pfm,ply", "--align-to", str(known))
+    assert _run(tiny_weights, str(path), *args) == 0
+    assert _files(out) == ["clip_gray.mp4"]
+    assert "pfm, ply, --align-to: for images only, not applied to the 1 video(s); videos get gray" in caplog.text
+
+
 def test_help_documents_naming(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--help"])

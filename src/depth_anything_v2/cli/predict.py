@@ -454,6 +454,16 @@ def run(args: argparse.Namespace) -> int:
 
     images = [i for i in files if i.kind == "image"]
     videos = [i for i in files if i.kind == "video"]
+    if videos:
+        from ..video import VIDEO_FORMATS
+
+        image_only = [f for f in opts.formats if f not in VIDEO_FORMATS]
+        image_only += ["--align-to"] if opts.align_to is not None else []
+        if image_only:
+            logger.warning(
+                "%s: for images only, not applied to the %d video(s); videos get %s",
+                ", ".join(image_only), len(videos), ", ".join(f for f in VIDEO_FORMATS if f in opts.formats) or "color",
+            )  # fmt: skip
     needs_metric = "ply" in opts.formats
     report = Report()
     for failure in expanded.failures:
