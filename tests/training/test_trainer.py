@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -257,6 +258,25 @@ def test_metric_stage_starts_from_a_relative_encoder_and_trains_silog(tmp_path: 
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 56, 56))
     assert model.is_metric and float(out.min()) > 0 and float(out.max()) < 20.0
+
+
+def test_tensorboard_events_hold_the_logged_scalars(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = teacher_config(
+        tmp_path, train={"batch_size": 4, "max_steps": 3, "log_every": 1, "progress": False, "tensorboard": True}
+    )
+    result = train(from_dict(config))
+    logged = [json.loads(ln) for ln in (result.output_dir / "train_log.jsonl").open()]
+    events = EventAccumulator(str(result.output_dir / "tensorboard"))
+    events.Reload()
+    losses = [(r["step"], r["loss"]) for r in logged if "loss" in r]
+    assert len(losses) == 3
+    scalars = [(e.step, e.value) for e in events.Scalars("loss")]
+    assert [s for s, _ in scalars] == [s for s, _ in losses]
+    np.testing.assert_allclose([v for _, v in scalars], [v for _, v in losses], rtol=1e-6)
+    assert "val/abs_rel" in events.Tags()["scalars"]
 
 
 def test_encoder_init_from_dinov2_formats_and_mismatches(tmp_path: Path) -> None:
