@@ -1,4 +1,4 @@
-"""``torch.distributed`` plumbing for training and pseudo-labelling: process group from the torchrun environment,
+"""``torch.distributed`` plumbing for training, pseudo-labelling and evaluation: process group from the torchrun environment,
 device choice, collective helpers that also work in a single process, and DDP / FSDP wrapping.
 
 Every process started by ``torchrun`` reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` from its environment; the
