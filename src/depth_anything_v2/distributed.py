@@ -1,5 +1,5 @@
-"""``torch.distributed`` plumbing for training, pseudo-labelling and evaluation: process group from the torchrun environment,
-device choice, collective helpers that also work in a single process, and DDP / FSDP wrapping.
+"""``torch.distributed`` plumbing for training, pseudo-labelling and evaluation: process group from the torchrun
+environment, device choice, collective helpers that also work in a single process, and DDP / FSDP wrapping.
 
 Every process started by ``torchrun`` reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` from its environment; the
 process group uses NCCL on GPUs and Gloo on CPUs. Without those variables (a plain ``python`` run) everything
