@@ -119,3 +119,16 @@ def test_torchrun_two_processes_equal_one_process(tmp_path, data_root, tiny_weig
         assert rb["per_image"] == ra["per_image"]
         for key in ("metrics", "metrics_pooled", "accuracy", "per_scene", "num_evaluated", "num_pairs"):
             assert rb.get(key) == ra.get(key), (name, key)
+
+
+def test_the_process_group_is_left_on_success_and_on_error(tmp_path, data_root, tiny_weights, monkeypatch):
+    """A torchrun worker that exits without destroying its group can abort at exit; eval always destroys it."""
+    from depth_anything_v2 import distributed
+
+    cleaned = []
+    monkeypatch.setattr(distributed, "cleanup_distributed", cleaned.append)
+    assert main(_args(data_root, tiny_weights, tmp_path / "ok.json")) == 0
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    assert main(_args(data_root, corrupt, tmp_path / "bad.json")) == 2
+    assert len(cleaned) == 2 and all(info.world_size == 1 for info in cleaned)
