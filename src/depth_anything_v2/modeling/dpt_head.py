@@ -25,7 +25,7 @@ def upsample_and_predict(
     the 3x3 convolution's output are 32-64 channels at 2x or full resolution (34 MB each at 518x518): blocks that
     large are mapped fresh from the OS on every call, and their page faults cost more than the resize itself.
     Banded, they stay in the heap and in cache: the last stage ran 30% faster here (60 -> 43 ms), and the peak
-    memory of a vits forward at 518x518 fell from 155 to 85-112 MB (``benchmarks/bench_cpu_forward.py``). Each
+    memory of a vits forward at 518x518 fell from 155 to 85-112 MB (``benchmarks/bench_forward.py``). Each
     band resizes the source rows it needs horizontally, then vertically with the same source rows and weights as
     PyTorch's align_corners resize: equal within fp32 rounding (``tests/modeling/test_dpt_head.py``). Autograd,
     other devices and ``torch.compile`` take the plain path.

@@ -1,4 +1,4 @@
-"""Time the vits forward pass against transformers' DepthAnythingForDepthEstimation with the same weights.
+"""Time the forward pass against transformers' DepthAnythingForDepthEstimation with the same weights.
 
 Both models get random weights (ours converted to the transformers format and loaded with
 ``from_pretrained``), the same input tensor, and run alternately in one process so machine noise hits both
@@ -6,8 +6,12 @@ alike. Prints the median time of each, the ratio, the largest output difference,
 memory the first two forward passes add to a fresh process holding only that model (sampled every millisecond;
 memory the allocator keeps for the next call counts).
 
-    python benchmarks/bench_cpu_forward.py                  # vits, 518x518 and 518x686, fp32
-    python benchmarks/bench_cpu_forward.py --repeats 20 --threads 2
+On a GPU (``--device cuda``) each timing is synchronised, and peak memory is the CUDA memory a forward pass
+allocates beyond the model (``torch.cuda.max_memory_allocated``), measured in this process.
+
+    python benchmarks/bench_forward.py                  # vits, 518x518 and 518x686, fp32, CPU
+    python benchmarks/bench_forward.py --repeats 20 --threads 2
+    python benchmarks/bench_forward.py --device cuda --precision fp16 --encoder vitl --repeats 50
 """
 
 from __future__ import annotations
@@ -93,12 +97,33 @@ def mem_child(args) -> None:
     print(max(peak[0], _rss_mb()) - base)
 
 
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cuda_peak_mb(fn, device: torch.device) -> float:
+    """CUDA memory one forward pass allocates beyond what is already allocated (the model), in MB."""
+    with torch.inference_mode():
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--encoder", default="vits")
     p.add_argument("--sizes", default="518x518,518x686")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=list(DTYPES), default="fp32")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--mem-child", choices=["ours", "theirs"], help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
@@ -111,12 +136,15 @@ def main() -> None:
     import transformers
 
     torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), DTYPES[args.precision]
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(
-        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, encoder {args.encoder}, fp32"
+        f"# {where}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, encoder {args.encoder}, {args.precision}"
     )
     with tempfile.TemporaryDirectory() as d:
         ours, theirs = build_pair(args.encoder, Path(d))
+        ours, theirs = ours.to(device, dtype), theirs.to(device, dtype)
         print(
             "| input (HxW) | ours median ms | transformers median ms | speed-up | max abs diff / output range | "
             "peak MB ours | peak MB transformers |"
@@ -124,25 +152,28 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for size in args.sizes.split(","):
             h, w = map(int, size.split("x"))
-            x = torch.randn(1, 3, h, w)
-            times = {"ours": [], "theirs": []}
+            x = torch.randn(1, 3, h, w).to(device, dtype)
+            calls = {"ours": lambda x=x: ours(x), "theirs": lambda x=x: run_theirs(theirs, x)}
+            times: dict[str, list[float]] = {"ours": [], "theirs": []}
             with torch.inference_mode():
-                a, b = ours(x), run_theirs(theirs, x)  # warm-up, and the outputs to compare
+                a, b = calls["ours"]().float(), calls["theirs"]().float()  # warm-up, and the outputs to compare
                 for _ in range(args.repeats):
-                    for name, fn in (("ours", ours), ("theirs", theirs)):
+                    for name, fn in calls.items():
+                        _sync(device)
                         t = time.perf_counter()
-                        fn(x) if name == "ours" else run_theirs(fn, x)
+                        fn()
+                        _sync(device)
                         times[name].append(time.perf_counter() - t)
             diff = (a - b).abs().max().item() / (b.max() - b.min()).item()
             mo, mt = (statistics.median(times[k]) * 1e3 for k in ("ours", "theirs"))
-            mem = (
-                ("-", "-")
-                if args.no_memory
-                else (
-                    f"{peak_rss_mb('ours', args.encoder, h, w, args.threads):.0f}",
-                    f"{peak_rss_mb('theirs', args.encoder, h, w, args.threads):.0f}",
-                )
-            )
+            if args.no_memory:
+                mem = ("-", "-")
+            elif device.type == "cuda":
+                mem = tuple(f"{_cuda_peak_mb(calls[k], device):.0f}" for k in ("ours", "theirs"))
+            elif dtype != torch.float32:
+                mem = ("-", "-")  # the CPU memory subprocesses measure fp32 only
+            else:
+                mem = tuple(f"{peak_rss_mb(k, args.encoder, h, w, args.threads):.0f}" for k in ("ours", "theirs"))
             print(f"| {h}x{w} | {mo:.1f} | {mt:.1f} | {mt / mo:.2f}x | {diff:.1e} | {mem[0]} | {mem[1]} |", flush=True)
     print(
         "# at 518x518 both use the stored 37x37 position embedding, so outputs must agree; at other sizes "
