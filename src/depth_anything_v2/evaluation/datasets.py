@@ -635,7 +635,17 @@ def _read_pair_list(path: Path, root: Path, anchor: re.Pattern[str]) -> list[tup
     return pairs
 
 
-class Hypersim(BenchmarkReader):
+class _ImageDepthPairs(BenchmarkReader):
+    """A reader whose items are ``(image path, depth path)``; a sample's key is its image path under the root."""
+
+    def _key(self, item: tuple[Path, Path]) -> str:
+        try:
+            return item[0].relative_to(self.root).as_posix()
+        except ValueError:
+            return item[0].as_posix()
+
+
+class Hypersim(_ImageDepthPairs):
     """Hypersim (metric, indoor). ``<scene>/images/scene_cam_XX_final_preview/frame.XXXX.tonemap.jpg`` with
     ``<scene>/images/scene_cam_XX_geometry_hdf5/frame.XXXX.depth_meters.hdf5`` (dataset ``"dataset"``: float16
     distance along the ray in metres, NaN invalid), converted to planar depth (focal 886.81 px at 1024 x 768).
@@ -681,12 +691,6 @@ class Hypersim(BenchmarkReader):
             raise self._missing(f"no rows with split_partition_name == {split!r} in {csv_path.name}")
         self.split_info = {"split": split, "split_csv": str(csv_path)}
 
-    def _key(self, item: tuple[Path, Path]) -> str:
-        try:
-            return item[0].relative_to(self.root).as_posix()
-        except ValueError:
-            return item[0].as_posix()
-
     def _load(self, item: tuple[Path, Path]) -> Sample:
         image_path, depth_path = item
         image = read_rgb(image_path)
@@ -704,7 +708,7 @@ class Hypersim(BenchmarkReader):
         return Sample(self._key(item), image, np.where(valid, depth, 0).astype(np.float32), valid, {})
 
 
-class VKITTI2(BenchmarkReader):
+class VKITTI2(_ImageDepthPairs):
     """Virtual KITTI 2 (metric, driving). ``Scene01/clone/frames/rgb/Camera_0/rgb_00000.jpg`` with
     ``Scene01/clone/frames/depth/Camera_0/depth_00000.png`` (16-bit PNG in centimetres; the sky is 65535 =
     655.35 m and is excluded by the 80 m cap).
@@ -753,12 +757,6 @@ class VKITTI2(BenchmarkReader):
             "variations": list(variations),
             "cameras": list(cameras),
         }
-
-    def _key(self, item: tuple[Path, Path]) -> str:
-        try:
-            return item[0].relative_to(self.root).as_posix()
-        except ValueError:
-            return item[0].as_posix()
 
     def _load(self, item: tuple[Path, Path]) -> Sample:
         image = read_rgb(item[0])
