@@ -7,17 +7,11 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "miniature_pipeline.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _example():

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -24,13 +23,7 @@ from depth_anything_v2.data.shards import ShardDataset, decode_disparity, pseudo
 from depth_anything_v2.predictor import DepthPredictor
 from depth_anything_v2.training.pseudo_label import MANIFEST_NAME, PseudoLabelError, pseudo_label
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _teacher() -> DepthPredictor:

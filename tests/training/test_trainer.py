@@ -29,14 +29,7 @@ from depth_anything_v2.training.trainer import (
     train,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and thread contention on a busy 2-core runner is very slow.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_yaml(path: Path, data: dict) -> Path:
