@@ -36,8 +36,8 @@ def build_pair(encoder: str, workdir: Path):
     from transformers.utils import logging as hf_logging
 
     from depth_anything_v2 import build_model
-    from depth_anything_v2.checkpoints import hf_config_for, reference_to_hf
     from depth_anything_v2.configs import get_variant
+    from depth_anything_v2.weights.checkpoints import hf_config_for, reference_to_hf
 
     hf_logging.disable_progress_bar()
     torch.manual_seed(0)

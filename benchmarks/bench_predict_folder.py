@@ -63,9 +63,9 @@ def main() -> int:
 
     from depth_anything_v2 import build_model, outputs
     from depth_anything_v2.cli import main as cli_main
-    from depth_anything_v2.inputs import expand_inputs
-    from depth_anything_v2.io import read_image
-    from depth_anything_v2.predictor import DepthPredictor
+    from depth_anything_v2.inference.predictor import DepthPredictor
+    from depth_anything_v2.io.images import read_image
+    from depth_anything_v2.io.inputs import expand_inputs
 
     torch.manual_seed(0)
     model = build_model(args.encoder)

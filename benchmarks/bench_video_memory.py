@@ -67,7 +67,7 @@ class BlurPredictor:
     def predict_iter(self, items, batch_size=1):
         import cv2
 
-        from depth_anything_v2.predictor import DepthResult
+        from depth_anything_v2.inference.predictor import DepthResult
 
         for key, rgb in items:
             gray = rgb[..., 1].astype(np.float32)
@@ -75,13 +75,13 @@ class BlurPredictor:
 
 
 def child(args: argparse.Namespace) -> None:
-    from depth_anything_v2 import video
+    from depth_anything_v2.inference import video
 
     if args.predictor == "fake":
         predictor = BlurPredictor()
     else:
         from depth_anything_v2 import build_model
-        from depth_anything_v2.predictor import DepthPredictor
+        from depth_anything_v2.inference.predictor import DepthPredictor
 
         predictor = DepthPredictor(build_model(args.predictor), input_size=args.input_size, device=args.device)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -5,9 +5,9 @@ and the same input tensor."""
 import pytest
 import torch
 
-from depth_anything_v2.checkpoints import save_hf
 from depth_anything_v2.dpt import DepthAnythingV2
 from depth_anything_v2.modeling.dinov2 import interpolate_pos_embed
+from depth_anything_v2.weights.checkpoints import save_hf
 
 transformers = pytest.importorskip("transformers")
 

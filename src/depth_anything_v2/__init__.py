@@ -20,23 +20,23 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "DepthAnythingV2": "dpt",
-    "build_model": "loading",
-    "load_model": "loading",
-    "resolve_published": "loading",
-    "CheckpointError": "checkpoints",
-    "DepthPredictor": "predictor",
-    "DepthResult": "predictor",
+    "build_model": "weights.loading",
+    "load_model": "weights.loading",
+    "resolve_published": "weights.loading",
+    "CheckpointError": "weights.checkpoints",
+    "DepthPredictor": "inference.predictor",
+    "DepthResult": "inference.predictor",
     "VARIANTS": "configs",
     "PUBLISHED_MODELS": "configs",
 }
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .checkpoints import CheckpointError
     from .configs import PUBLISHED_MODELS, VARIANTS
     from .dpt import DepthAnythingV2
-    from .loading import build_model, load_model, resolve_published
-    from .predictor import DepthPredictor, DepthResult
+    from .inference.predictor import DepthPredictor, DepthResult
+    from .weights.checkpoints import CheckpointError
+    from .weights.loading import build_model, load_model, resolve_published
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())

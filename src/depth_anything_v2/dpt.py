@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configs import PATCH_SIZE, get_variant
+from .inference.transforms import preprocess, resize_prediction
 from .modeling.dinov2 import DinoVisionTransformer
 from .modeling.dpt_head import DPTHead
-from .transforms import preprocess, resize_prediction
 
 
 class DepthAnythingV2(nn.Module):

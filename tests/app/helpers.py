@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from depth_anything_v2.predictor import DepthPredictor
+from depth_anything_v2.inference.predictor import DepthPredictor
 from model_factory import random_model
 
 #: 4 x 5 tokens for a 3:4 image: fast on 2 cores.

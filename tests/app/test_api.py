@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depth_anything_v2 import outputs
 from depth_anything_v2.app.service import DepthService, Limits
+from depth_anything_v2.io import outputs
 
 from .helpers import EXAMPLES, RecordingPredictor, image_bytes, one_torch_thread, tiny_predictor
 from .test_service import png_header_only

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from depth_anything_v2 import outputs
+from depth_anything_v2.io import outputs
 
 from .helpers import EXAMPLES, make_clip, tiny_model
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depth_anything_v2 import outputs
 from depth_anything_v2.app import service as svc
 from depth_anything_v2.app.service import (
     DepthService,
@@ -34,7 +33,8 @@ from depth_anything_v2.app.views import (
     value_readout,
     video_summary_markdown,
 )
-from depth_anything_v2.pointcloud import read_ply
+from depth_anything_v2.io import outputs
+from depth_anything_v2.io.pointcloud import read_ply
 
 from .helpers import EXAMPLES, RecordingPredictor, image_bytes, make_clip, one_torch_thread, tiny_predictor
 

@@ -12,8 +12,8 @@ from PIL import Image
 
 from depth_anything_v2 import build_model, outputs
 from depth_anything_v2.cli import main
-from depth_anything_v2.io import read_image
-from depth_anything_v2.predictor import DepthPredictor
+from depth_anything_v2.inference.predictor import DepthPredictor
+from depth_anything_v2.io.images import read_image
 
 INPUT_SIZE = "56"  # 4x4 tokens: fast on 2 cores
 
@@ -246,7 +246,7 @@ def test_usage_errors_inputs_and_model(tmp_path, tiny_weights, capsys):
 
 
 def test_metric_point_cloud_with_exif_focal_and_fov(tmp_path, tiny_weights, capsys):
-    from depth_anything_v2 import pointcloud
+    from depth_anything_v2.io import pointcloud
 
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0xA405] = 26  # FocalLengthIn35mmFilm = 26 mm
@@ -297,7 +297,7 @@ def test_align_to_known_depth_makes_relative_output_metric(tmp_path, tiny_weight
 def test_video_and_stream_routing(tmp_path, tiny_weights, monkeypatch):
     import cv2
 
-    from depth_anything_v2 import video
+    from depth_anything_v2.inference import video
 
     path = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (56, 42))
@@ -349,7 +349,7 @@ def test_pipeline_overlaps_and_stays_bounded(tmp_path, tiny_weights, monkeypatch
     import threading
     import time
 
-    from depth_anything_v2 import io as da_io
+    from depth_anything_v2.io import images as da_io
 
     for i in range(16):
         _image(tmp_path / "in" / f"{i:02d}.png", seed=i)

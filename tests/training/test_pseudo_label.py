@@ -17,11 +17,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from training_fixtures import live_teacher, write_images
 
-from depth_anything_v2.checkpoints import save_reference
 from depth_anything_v2.cli import main
 from depth_anything_v2.data.shards import ShardDataset, decode_disparity, pseudo_label_to_training
-from depth_anything_v2.predictor import DepthPredictor
+from depth_anything_v2.inference.predictor import DepthPredictor
 from depth_anything_v2.training.pseudo_label import MANIFEST_NAME, PseudoLabelError, pseudo_label
+from depth_anything_v2.weights.checkpoints import save_reference
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from training_fixtures import live_teacher, teacher_config, write_images, write_pseudo_shards
 
 from depth_anything_v2 import load_model
-from depth_anything_v2.checkpoints import CheckpointError
 from depth_anything_v2.cli import main
 from depth_anything_v2.training import checkpointing as ckpt_io
 from depth_anything_v2.training.config import ConfigError, from_dict, load_config
@@ -28,6 +27,7 @@ from depth_anything_v2.training.trainer import (
     load_encoder_init,
     train,
 )
+from depth_anything_v2.weights.checkpoints import CheckpointError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -288,7 +288,7 @@ def test_encoder_init_from_dinov2_formats_and_mismatches(tmp_path: Path) -> None
         assert all(torch.equal(v, encoder[k]) for k, v in model.pretrained.state_dict().items() if k != "mask_token")
         assert torch.equal(model.depth_head.scratch.output_conv1.weight, head_before)  # head untouched
     # transformers Dinov2Model (the -hf DINOv2 layout), converted through the checkpoint module.
-    from depth_anything_v2.checkpoints import reference_to_hf
+    from depth_anything_v2.weights.checkpoints import reference_to_hf
 
     hf = reference_to_hf({f"pretrained.{k}": v for k, v in encoder.items()})
     save_file({k[len("backbone.") :]: v.contiguous() for k, v in hf.items()}, tmp_path / "model.safetensors")

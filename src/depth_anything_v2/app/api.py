@@ -9,7 +9,7 @@ Endpoints (all under ``/api``; the page's own Gradio routes live under ``/gradio
     - ``format=png16`` (default): a 16-bit grayscale PNG, ``image/png``. Relative models: ``value = offset +
       scale * pixel`` spreads the map's min..max over 0..65535; metric models: millimetres (``scale`` 0.001),
       0 = no value. The mapping is also in the PNG's ``depth_anything_v2`` text chunk
-      (``depth_anything_v2.outputs.read_depth_png16`` reads it back).
+      (``depth_anything_v2.io.outputs.read_depth_png16`` reads it back).
     - ``format=npy``: float32 ``(H, W)`` NumPy file with the model's values exactly (``np.load``).
 
     Metadata in the response headers: ``X-Depth-Kind`` (``disparity`` or ``metric``), ``X-Depth-Unit`` (``m``

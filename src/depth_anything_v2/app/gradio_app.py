@@ -81,7 +81,7 @@ def build_ui(
     ``depth-slider``, ``values-tab``, ``depth-image``, ``colorbar``, ``summary``, ``readout``, ``downloads``.
     """
     gr = require_gradio()
-    from ..outputs import available_colormaps
+    from ..io.outputs import available_colormaps
 
     examples = example_images() if examples is None else examples
     model_choices = [(_model_label(service, n), n) for n in service.model_names()]

@@ -148,7 +148,7 @@ def check_upload_size(size: int, limits: Limits) -> None:
 def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
     """Decode uploaded bytes to an upright RGB uint8 ``(H, W, 3)`` array, enforcing ``limits``.
 
-    Decoding follows :func:`depth_anything_v2.io.read_image` (EXIF orientation applied, alpha dropped, 16-bit
+    Decoding follows :func:`depth_anything_v2.io.images.read_image` (EXIF orientation applied, alpha dropped, 16-bit
     scaled by the high byte, first frame of animations). The size and shape limits are checked on the header,
     before the pixels are decoded.
 
@@ -159,7 +159,7 @@ def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from ..io import pil_to_rgb  # the one place where image modes become RGB (shared with read_image)
+    from ..io.images import pil_to_rgb  # the one place where image modes become RGB (shared with read_image)
 
     check_upload_size(len(data), limits)
     try:
@@ -197,7 +197,7 @@ def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
 
 
 def _exif_focal_px(data: bytes, width: int, height: int) -> float | None:
-    from ..pointcloud import exif_focal_px
+    from ..io.pointcloud import exif_focal_px
 
     # exif_focal_px opens its argument with PIL, which takes a file object as well as a path.
     return exif_focal_px(io.BytesIO(data), width, height)  # type: ignore[arg-type]
@@ -288,7 +288,7 @@ class ModelManager:
         self._loaded: OrderedDict[str, Any] = OrderedDict(preloaded or {})
 
     def _load(self, choice: ModelChoice) -> Any:
-        from ..predictor import DepthPredictor
+        from ..inference.predictor import DepthPredictor
 
         return DepthPredictor.from_pretrained(
             choice.source,
@@ -544,7 +544,7 @@ class DepthService:
         stabilize: bool = False,
         progress: Callable[[int, int | None], None] | None = None,
     ) -> dict[str, Any]:
-        """Depth for every frame of the video file ``path`` with :func:`depth_anything_v2.video.process_video`.
+        """Depth for every frame of the video file ``path`` with :func:`depth_anything_v2.inference.video.process_video`.
 
         Writes ``<stem>_sbs.mp4`` (input | depth, one display range for the whole clip), ``<stem>_depth.npy``
         (float32 ``(N, H, W)``) and ``<stem>_depth.json`` into ``out_dir``; returns the summary, whose
@@ -554,8 +554,8 @@ class DepthService:
             PayloadTooLargeError: a file, frame size or frame count above the limits.
             InvalidImageError: not a readable video.
         """
-        from ..video import VideoReadError, open_video
-        from ..video import process_video as run_video
+        from ..inference.video import VideoReadError, open_video
+        from ..inference.video import process_video as run_video
 
         path = Path(path)
         choice = self.models.resolve(model)
@@ -610,10 +610,10 @@ class DepthService:
 def png16_bytes(depth: np.ndarray, kind: Literal["disparity", "metric"]) -> tuple[bytes, dict[str, Any]]:
     """16-bit PNG bytes with the mapping in the ``depth_anything_v2`` text chunk, and the mapping.
 
-    Byte for byte what :func:`depth_anything_v2.outputs.write_depth_png16` writes (disparity: linear between the
+    Byte for byte what :func:`depth_anything_v2.io.outputs.write_depth_png16` writes (disparity: linear between the
     map's min and max; metric: millimetres, 0 = no value), so ``outputs.read_depth_png16`` reads it back.
     """
-    from ..outputs import PNG16_KEY, encode_png, encode_png16
+    from ..io.outputs import PNG16_KEY, encode_png, encode_png16
 
     values, mapping = encode_png16(depth, kind)
     return encode_png(values, {PNG16_KEY: json.dumps(mapping)}), mapping
@@ -732,8 +732,8 @@ def write_downloads(prediction: Prediction, folder: Path, stem: str) -> list[Pat
     File names follow the predict command's (``outputs.FORMATS``): ``<stem>_gray.png``, ``<stem>_depth16.png``,
     ``<stem>.npy``, ``<stem>.ply``. Returns the paths in that order.
     """
-    from .. import outputs
-    from ..pointcloud import intrinsics_for
+    from ..io import outputs
+    from ..io.pointcloud import intrinsics_for
 
     formats = ["gray", "png16", "npy"] + (["ply"] if prediction.is_metric else [])
     paths = {fmt: folder / f"{stem}{outputs.FORMATS[fmt]}" for fmt in formats}

@@ -19,7 +19,7 @@ _BAR_STOPS = 17
 
 def depth_color(prediction: Prediction, cmap: str = "Spectral_r") -> np.ndarray:
     """The depth map coloured with ``cmap`` (near = the colormap's last colour): RGB uint8 ``(H, W, 3)``."""
-    from ..outputs import colorize, display_range
+    from ..io.outputs import colorize, display_range
 
     return colorize(prediction.depth, cmap, *display_range(prediction.depth, prediction.kind))
 
@@ -30,7 +30,7 @@ def _fmt_m(x: float) -> str:
 
 def colorbar_html(prediction: Prediction, cmap: str = "Spectral_r", ticks: int = 5) -> str:
     """An HTML colour bar, near on the left: ticks in metres (metric) or "near"/"far" (disparity)."""
-    from ..outputs import display_range, get_colormap
+    from ..io.outputs import display_range, get_colormap
 
     lut = get_colormap(cmap)
     # Index 255 is near for both kinds (display_range reverses metric maps), so the bar walks the table backwards.

@@ -57,7 +57,7 @@ def licence_notice(source: str | Path) -> str | None:
 
 def load_predictor(args: argparse.Namespace, *, device: str | None = None):
     """A ``DepthPredictor`` from the model arguments; mistakes and unreadable files become ``UsageError``."""
-    from ..predictor import DepthPredictor
+    from ..inference.predictor import DepthPredictor
 
     source = model_source(args)
     notice = licence_notice(source)

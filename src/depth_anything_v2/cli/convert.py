@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import save_hf, save_reference
-    from ..loading import load_model
+    from ..weights.checkpoints import save_hf, save_reference
+    from ..weights.loading import load_model
 
     dest = Path(args.dest)
     to = args.to or ("reference" if dest.suffix in _REFERENCE_SUFFIXES else "hf")

@@ -153,7 +153,7 @@ def _evaluate_all(args: argparse.Namespace, names: list[str], info: DistInfo) ->
     if rank == 0:
         weights_path = args.weights
         if args.model is not None:
-            from ..loading import resolve_published
+            from ..weights.loading import resolve_published
 
             weights_path = resolve_published(args.model)
         model_info["weights_path"] = str(weights_path)

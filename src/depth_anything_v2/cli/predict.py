@@ -64,7 +64,7 @@ exit status: 0 all inputs done, 1 some inputs failed (reported, the rest complet
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..outputs import FORMATS
+    from ..io.outputs import FORMATS
 
     p = subparsers.add_parser(
         "predict",
@@ -139,7 +139,7 @@ class Options:
 
 
 def _parse_formats(text: str) -> list[str]:
-    from ..outputs import FORMATS
+    from ..io.outputs import FORMATS
 
     names = [f.strip().lower() for f in text.split(",") if f.strip()]
     if names == ["all"]:
@@ -151,7 +151,7 @@ def _parse_formats(text: str) -> list[str]:
 
 
 def _options(args: argparse.Namespace) -> Options:
-    from ..outputs import get_colormap
+    from ..io.outputs import get_colormap
 
     formats = _parse_formats(args.format)
     try:
@@ -255,8 +255,8 @@ class Decoded:
 
 
 def _decode(item, opts: Options, input_size: int) -> Decoded:
-    from ..io import read_image
-    from ..transforms import working_size
+    from ..inference.transforms import working_size
+    from ..io.images import read_image
 
     image_rgb = read_image(item.source, max_pixels=opts.max_pixels, max_side=opts.max_side)
     height, width = image_rgb.shape[:2]
@@ -327,7 +327,7 @@ def _infer(predictor, batch: list[Decoded], report: Report, bar) -> Iterator[tup
 
 
 def _align_source(opts: Options, item) -> Path:
-    from ..metric_align import KNOWN_DEPTH_SUFFIXES
+    from ..align.metric import KNOWN_DEPTH_SUFFIXES
 
     assert opts.align_to is not None
     if opts.align_to.is_file():
@@ -340,7 +340,7 @@ def _align_source(opts: Options, item) -> Path:
 
 
 def _write(d: Decoded, result, opts: Options, report: Report, bar) -> None:
-    from .. import outputs
+    from ..io import outputs
 
     item = d.item
     try:
@@ -348,7 +348,7 @@ def _write(d: Decoded, result, opts: Options, report: Report, bar) -> None:
         assert opts.out is not None
         paths = item.output_paths(opts.out, opts.formats)
         if opts.align_to is not None:
-            from ..metric_align import align_to_metric, read_known_depth
+            from ..align.metric import align_to_metric, read_known_depth
 
             disparity = 1.0 / np.maximum(depth, 1e-6) if kind == "metric" else depth
             known, mask = read_known_depth(_align_source(opts, item), depth.shape)
@@ -359,7 +359,7 @@ def _write(d: Decoded, result, opts: Options, report: Report, bar) -> None:
             depth, kind = aligned.depth_m, "metric"
         intrinsics = None
         if "ply" in paths:
-            from ..pointcloud import exif_focal_px, intrinsics_for
+            from ..io.pointcloud import exif_focal_px, intrinsics_for
 
             height, width = depth.shape
             focal = None if opts.intrinsics_args else exif_focal_px(item.source, width, height)
@@ -390,7 +390,7 @@ def _outputs_exist(item, opts: Options) -> bool:
 
 
 def _video_outputs_exist(item, opts: Options) -> bool:
-    from .. import video
+    from ..inference import video
 
     assert opts.out is not None
     out_path = item.output_path(opts.out, "")
@@ -427,7 +427,7 @@ def run_images(predictor, items: list, opts: Options, report: Report, bar) -> No
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..inputs import InputError, expand_inputs
+    from ..io.inputs import InputError, expand_inputs
 
     opts = _options(args)
     # The CLI decides what the user sees: the pixel limit is ours (--max-pixels), Pillow's warning is noise.
@@ -455,7 +455,7 @@ def run(args: argparse.Namespace) -> int:
     images = [i for i in files if i.kind == "image"]
     videos = [i for i in files if i.kind == "video"]
     if videos:
-        from ..video import VIDEO_FORMATS
+        from ..inference.video import VIDEO_FORMATS
 
         image_only = [f for f in opts.formats if f not in VIDEO_FORMATS]
         image_only += ["--align-to"] if opts.align_to is not None else []
@@ -515,7 +515,7 @@ def _progress_bar(total: int, enabled: bool):
 
 
 def _run_video(predictor, item, opts: Options, report: Report) -> None:
-    from .. import video
+    from ..inference import video
 
     assert opts.out is not None
     out_path = item.output_path(opts.out, "")
@@ -555,7 +555,7 @@ def _run_video(predictor, item, opts: Options, report: Report) -> None:
 
 
 def _run_stream(predictor, item, opts: Options, report: Report) -> None:
-    from .. import video
+    from ..inference import video
 
     out = None
     sbs = "sbs" in opts.formats and "color" not in opts.formats

@@ -67,10 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import CheckpointError
     from ..distributed import env_rank, resolve_device
-    from ..predictor import DepthPredictor
+    from ..inference.predictor import DepthPredictor
     from ..training.pseudo_label import PseudoLabelError, pseudo_label
+    from ..weights.checkpoints import CheckpointError
 
     if args.shard_size < 1 or args.batch_size < 1:
         raise UsageError(f"expected --shard-size and --batch-size >= 1, got {args.shard_size} and {args.batch_size}")

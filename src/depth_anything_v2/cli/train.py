@@ -59,9 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import CheckpointError
     from ..training.config import ConfigError, config_to_dict, load_config
     from ..training.trainer import TrainingError, train
+    from ..weights.checkpoints import CheckpointError
 
     overrides = list(args.overrides)
     if args.resume is not None:

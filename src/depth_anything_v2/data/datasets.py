@@ -70,7 +70,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..configs import IMAGENET_MEAN, IMAGENET_STD
-from ..io import ImageReadError, read_image
+from ..io.images import ImageReadError, read_image
 
 log = logging.getLogger(__name__)
 

@@ -133,7 +133,7 @@ def encode_field(field: str, value: Any) -> bytes:
 
 def decode_field(field: str, data: bytes) -> Any:
     """Inverse of :func:`encode_field` by extension. Colour images decode to RGB uint8 (H, W, 3) with the EXIF
-    orientation applied (as :func:`depth_anything_v2.io.read_image`); single-channel PNGs keep their dtype
+    orientation applied (as :func:`depth_anything_v2.io.images.read_image`); single-channel PNGs keep their dtype
     (uint8/uint16). Unknown extensions stay bytes."""
     ext = field.rsplit(".", 1)[-1].lower()
     if ext == "json":

@@ -43,7 +43,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..alignment import fit_scale, fit_scale_shift
+from ..align.least_squares import fit_scale, fit_scale_shift
 
 __all__ = [
     "ALIGNMENTS",

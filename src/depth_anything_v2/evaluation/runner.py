@@ -7,7 +7,7 @@
     result = evaluate(predictor, "nyu", "/data/benchmarks")
     result["metrics"]["abs_rel"], result["metrics"]["d1"]
 
-``model_or_predictor`` is a :class:`~depth_anything_v2.predictor.DepthPredictor`, a
+``model_or_predictor`` is a :class:`~depth_anything_v2.inference.predictor.DepthPredictor`, a
 :class:`~depth_anything_v2.dpt.DepthAnythingV2` (wrapped in a predictor on its own device; its train/eval mode
 is restored afterwards, so a training loop can validate mid-run), or any callable ``image_rgb -> (H, W) array``
 together with ``kind="disparity" | "depth"``.
@@ -75,7 +75,7 @@ def as_model_runner(
                 "was requested; build it with the size you want to evaluate at"
             )
     elif hasattr(obj, "infer_image") and hasattr(obj, "is_metric"):
-        from ..predictor import DepthPredictor
+        from ..inference.predictor import DepthPredictor
 
         was_training = bool(getattr(obj, "training", False))
         dtype = next(obj.parameters()).dtype

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoints import CheckpointError
+from ..weights.checkpoints import CheckpointError
 
 log = logging.getLogger(__name__)
 

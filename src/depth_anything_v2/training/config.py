@@ -221,7 +221,7 @@ class ValConfig:
     protocol, :mod:`depth_anything_v2.evaluation.metrics`); metric models as metres (``alignment: none``).
     ``metric`` picks the best checkpoint (``abs_rel``: lower is better; ``d1``: higher is better).
     ``limit``: score only the first N samples (a ``limit_batches`` knob). The network sees each image at
-    :func:`~depth_anything_v2.transforms.working_size` for ``input_size``; predictions are resized back to the
+    :func:`~depth_anything_v2.inference.transforms.working_size` for ``input_size``; predictions are resized back to the
     ground truth's resolution.
     """
 

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..alignment import fit_scale_shift
+from ..align.least_squares import fit_scale_shift
 
 __all__ = [
     "DepthLoss",
@@ -196,7 +196,7 @@ def normalize_median_mad(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def align_prediction(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``scale * pred + shift`` with the per-sample least-squares ``scale``, ``shift`` fitted over ``mask``.
 
-    (B, H, W) in and out; differentiable through the fit (``depth_anything_v2.alignment.fit_scale_shift``).
+    (B, H, W) in and out; differentiable through the fit (``depth_anything_v2.align.least_squares.fit_scale_shift``).
     """
     pred_c, target_c, valid = _check_inputs(pred, target, mask, "align_prediction")
     scale, shift = fit_scale_shift(pred_c, target_c, valid)

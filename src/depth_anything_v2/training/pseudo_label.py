@@ -121,7 +121,7 @@ def plan_image_inputs(
 ) -> tuple[list[list[WorkItem]], list]:
     """Image INPUTs (folders, files, globs, lists) -> shards of :class:`WorkItem` (in order), plus entries that
     could not be expanded (``InputFailure``)."""
-    from ..inputs import InputError, expand_inputs
+    from ..io.inputs import InputError, expand_inputs
 
     try:
         expanded = expand_inputs(specs, exclude=list(exclude))
@@ -219,7 +219,7 @@ def _prefetch(items: Iterable[WorkItem], workers: int, ahead: int) -> Iterator[t
     """``(item, (bytes, ext, rgb) or Exception)`` in order, read and decoded by a thread pool ``ahead`` items
     in advance (image decoding releases the GIL)."""
     from ..data.shards import decode_field
-    from ..io import read_image
+    from ..io.images import read_image
 
     def load(item: WorkItem) -> Any:
         try:
@@ -332,7 +332,7 @@ def pseudo_label(
     read_workers: int = 4,
     progress: bool = False,
 ) -> PseudoLabelReport:
-    """Label ``inputs`` with ``predictor`` (a relative :class:`~depth_anything_v2.predictor.DepthPredictor`)
+    """Label ``inputs`` with ``predictor`` (a relative :class:`~depth_anything_v2.inference.predictor.DepthPredictor`)
     into shards under ``out_dir`` (see the module docstring).
 
     Args:

@@ -46,7 +46,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import CheckpointError, hf_to_reference, is_hf_state_dict, read_checkpoint
 from ..configs import PATCH_SIZE
 from ..distributed import (
     DistInfo,
@@ -58,6 +57,7 @@ from ..distributed import (
     wrap_model,
 )
 from ..dpt import DepthAnythingV2
+from ..weights.checkpoints import CheckpointError, hf_to_reference, is_hf_state_dict, read_checkpoint
 from . import checkpointing as ckpt_io
 from .config import ConfigError, TrainConfig, config_to_dict, dump_config
 from .data import StreamBatches, build_train_batches, build_val_dataset, mix_seed
@@ -142,7 +142,7 @@ def load_encoder_init(model: DepthAnythingV2, source: str | Path, *, include_hea
 
 def build_training_model(config: TrainConfig) -> DepthAnythingV2:
     """The stage's network: seeded random init, ``model.init`` loaded, unused parameters frozen."""
-    from ..loading import build_model
+    from ..weights.loading import build_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(mix_seed(config.seed, 0x6D6F64))
@@ -212,7 +212,7 @@ def evaluate_model(
     """Score a model on a dataset of ``{"image", "depth_m", "valid_mask"}`` samples (native resolution).
 
     Each image (normalised tensor ``(3, H, W)``) is resized bicubically to
-    :func:`~depth_anything_v2.transforms.working_size` for ``input_size``, predicted, and the prediction resized
+    :func:`~depth_anything_v2.inference.transforms.working_size` for ``input_size``, predicted, and the prediction resized
     back to ``(H, W)`` (bilinear, align_corners=True, as the reference). ``alignment="auto"``: relative models
     get least-squares scale and shift in disparity space (the paper's protocol), metric ones none. Metrics
     (:data:`depth_anything_v2.evaluation.metrics.METRIC_NAMES`) are averaged per image, in dataset order, so the
@@ -223,7 +223,7 @@ def evaluate_model(
         ``{"metrics": {...}, "num_images": n, "num_skipped": k, "alignment": ...}``.
     """
     from ..evaluation.metrics import METRIC_NAMES, score_pairs
-    from ..transforms import resize_prediction, working_size
+    from ..inference.transforms import resize_prediction, working_size
 
     core = model.model if isinstance(model, TrainingModule) else model
     metric = bool(core.is_metric) if is_metric is None else is_metric

@@ -4,9 +4,9 @@ built at real size on the meta device."""
 import pytest
 import torch
 
-from depth_anything_v2.checkpoints import expected_shapes, hf_to_reference, reference_to_hf
 from depth_anything_v2.configs import VARIANTS
 from depth_anything_v2.dpt import DepthAnythingV2
+from depth_anything_v2.weights.checkpoints import expected_shapes, hf_to_reference, reference_to_hf
 
 DEPTH = {"vits": 12, "vitb": 12, "vitl": 24, "vitg": 40}
 

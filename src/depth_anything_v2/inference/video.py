@@ -93,8 +93,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import outputs
-from .metric_align import AlignmentError, robust_scale_shift
+from ..align.metric import AlignmentError, robust_scale_shift
+from ..io import outputs
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -788,7 +788,7 @@ def process_video(
     """Predict depth for every frame of a video file and write the requested outputs (module docstring).
 
     Args:
-        predictor: a :class:`~depth_anything_v2.predictor.DepthPredictor` (anything with ``predict_iter``).
+        predictor: a :class:`~depth_anything_v2.inference.predictor.DepthPredictor` (anything with ``predict_iter``).
         src: the video file.
         out_dir: output folder (created if needed).
         stem: output file stem, e.g. ``"clip"`` -> ``out_dir/clip_depth.mp4``.

@@ -32,7 +32,7 @@ Degenerate cases (documented behaviour, never ``NaN``):
 Example::
 
     >>> import torch
-    >>> from depth_anything_v2.alignment import fit_scale_shift
+    >>> from depth_anything_v2.align.least_squares import fit_scale_shift
     >>> pred = torch.rand(2, 4, 5)
     >>> target = 3.0 * pred + 0.5
     >>> scale, shift = fit_scale_shift(pred, target)

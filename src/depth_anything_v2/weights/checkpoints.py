@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .configs import VARIANTS, Variant, get_variant
+from ..configs import VARIANTS, Variant, get_variant
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ def _num(x: float) -> int | float:
 
 def expected_shapes(encoder: str, max_depth: float | None = None) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the reference-format state dict for ``encoder`` (built on the meta device)."""
-    from .dpt import DepthAnythingV2
+    from ..dpt import DepthAnythingV2
 
     v = get_variant(encoder)
     with torch.device("meta"):

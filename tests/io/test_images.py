@@ -1,4 +1,4 @@
-"""Tests for ``depth_anything_v2.io.read_image``: every common image kind and every way a file can be bad."""
+"""Tests for ``depth_anything_v2.io.images.read_image``: every common image kind and every way a file can be bad."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depth_anything_v2.io import DEFAULT_MAX_PIXELS, ImageReadError, read_image, read_image_size
+from depth_anything_v2.io.images import DEFAULT_MAX_PIXELS, ImageReadError, read_image, read_image_size
 
 
 def _png_header_only(width: int, height: int) -> bytes:

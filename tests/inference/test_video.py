@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_anything_v2 import outputs, video
-from depth_anything_v2.predictor import DepthResult
-from depth_anything_v2.video import TemporalStabilizer, VideoReadError, process_video, run_stream
+from depth_anything_v2.inference import video
+from depth_anything_v2.inference.predictor import DepthResult
+from depth_anything_v2.inference.video import TemporalStabilizer, VideoReadError, process_video, run_stream
+from depth_anything_v2.io import outputs
 
 NTSC = Fraction(30000, 1001)
 
@@ -374,7 +375,7 @@ def test_run_stream_errors(tmp_path):
 
 def test_real_tiny_model_end_to_end(tmp_path):
     from depth_anything_v2 import build_model
-    from depth_anything_v2.predictor import DepthPredictor
+    from depth_anything_v2.inference.predictor import DepthPredictor
 
     predictor = DepthPredictor(build_model("tiny"), input_size=28, device="cpu")
     src = make_video_cv2(tmp_path / "in.mp4", 6, fps=12.5)

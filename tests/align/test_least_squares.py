@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from depth_anything_v2.alignment import fit_scale, fit_scale_shift, median_scale
+from depth_anything_v2.align.least_squares import fit_scale, fit_scale_shift, median_scale
 
 
 def _rand(*shape, seed=0, dtype=torch.float32):

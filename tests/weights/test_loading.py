@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from depth_anything_v2 import CheckpointError, load_model
-from depth_anything_v2.checkpoints import reference_to_hf, save_hf, save_reference
+from depth_anything_v2.weights.checkpoints import reference_to_hf, save_hf, save_reference
 
 
 @pytest.fixture

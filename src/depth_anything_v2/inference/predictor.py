@@ -20,9 +20,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .dpt import DepthAnythingV2
-from .io import read_image
-from .loading import load_model, resolve_device
+from ..dpt import DepthAnythingV2
+from ..io.images import read_image
+from ..weights.loading import load_model, resolve_device
 from .transforms import ChannelOrder, check_image, preprocess, resize_prediction, working_size
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class DepthResult:
 def to_rgb(image: Any, channel_order: ChannelOrder = "rgb") -> tuple[np.ndarray, str | None]:
     """Any supported image -> ``(RGB uint8 (H, W, 3), source path or None)``.
 
-    Paths are decoded with :func:`depth_anything_v2.io.read_image` (RGB); PIL images are converted to RGB;
+    Paths are decoded with :func:`depth_anything_v2.io.images.read_image` (RGB); PIL images are converted to RGB;
     arrays must be uint8 ``(H, W, 3)`` in ``channel_order`` or ``(H, W)`` grayscale.
     """
     if isinstance(image, str | os.PathLike):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from ..configs import PUBLISHED_MODELS, PublishedModel, get_variant
+from ..dpt import DepthAnythingV2
 from .checkpoints import (
     CheckpointError,
     StateDict,
@@ -19,8 +21,6 @@ from .checkpoints import (
     is_hf_state_dict,
     read_checkpoint,
 )
-from .configs import PUBLISHED_MODELS, PublishedModel, get_variant
-from .dpt import DepthAnythingV2
 
 logger = logging.getLogger(__name__)
 

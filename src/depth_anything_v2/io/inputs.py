@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .io import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS
 from .outputs import FORMATS
 
 logger = logging.getLogger(__name__)
@@ -99,13 +99,13 @@ class ExpandedInputs:
 
 
 def _is_video(path: str | Path) -> bool:
-    from . import video
+    from ..inference import video
 
     return video.is_video_path(path)
 
 
 def _is_stream(spec: str) -> bool:
-    from . import video
+    from ..inference import video
 
     return video.is_stream_source(spec)
 

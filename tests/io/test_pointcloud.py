@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
-from depth_anything_v2 import pointcloud as pc
+from depth_anything_v2.io import pointcloud as pc
 
 
 def test_intrinsics_priority_and_defaults():

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .configs import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE
+from ..configs import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE
 
 ChannelOrder = Literal["rgb", "bgr"]
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_anything_v2.metric_align import (
+from depth_anything_v2.align.metric import (
     KNOWN_DEPTH_SUFFIXES,
     AlignmentError,
     KnownDepthError,

@@ -1,4 +1,4 @@
-"""Tests for ``depth_anything_v2.outputs``: colormaps, normalisation and the atomic writers."""
+"""Tests for ``depth_anything_v2.io.outputs``: colormaps, normalisation and the atomic writers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from depth_anything_v2 import outputs
-from depth_anything_v2.outputs import colorize, display_range, get_colormap, normalize_to_index, to_gray8
+from depth_anything_v2.io import outputs
+from depth_anything_v2.io.outputs import colorize, display_range, get_colormap, normalize_to_index, to_gray8
 
 
 def test_embedded_luts_golden_entries():
@@ -186,7 +186,7 @@ def test_pfm_roundtrip(tmp_path):
 
 
 def test_write_depth_outputs_all_formats(tmp_path):
-    from depth_anything_v2.io import read_image
+    from depth_anything_v2.io.images import read_image
 
     d = _smooth_map()
     image_rgb = np.full((30, 40, 3), 90, np.uint8)
@@ -213,7 +213,7 @@ def test_write_depth_outputs_all_formats(tmp_path):
 
 
 def test_metric_color_output_near_is_red(tmp_path):
-    from depth_anything_v2.io import read_image
+    from depth_anything_v2.io.images import read_image
 
     depth_m = np.array([[1.0, 5.0], [10.0, 20.0]], np.float32)
     outputs.write_depth_outputs({"color": tmp_path / "c.png"}, depth_m, "metric")
@@ -232,7 +232,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 
 
 def test_ply_output_from_metric_depth(tmp_path):
-    from depth_anything_v2 import pointcloud
+    from depth_anything_v2.io import pointcloud
 
     depth_m = np.full((6, 8), 2.0, np.float32)
     image_rgb = np.zeros((6, 8, 3), np.uint8)

@@ -1,4 +1,4 @@
-"""Tests for ``depth_anything_v2.inputs``: expanding INPUT arguments and collision-free output names."""
+"""Tests for ``depth_anything_v2.io.inputs``: expanding INPUT arguments and collision-free output names."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from depth_anything_v2.inputs import InputError, InputItem, expand_inputs, stream_stem
+from depth_anything_v2.io.inputs import InputError, InputItem, expand_inputs, stream_stem
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

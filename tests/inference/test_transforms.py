@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from depth_anything_v2.transforms import _snap, preprocess, resize_prediction, working_size
+from depth_anything_v2.inference.transforms import _snap, preprocess, resize_prediction, working_size
 
 
 @pytest.mark.parametrize(
