@@ -26,6 +26,7 @@ _LAZY = {
     "CheckpointError": "weights.checkpoints",
     "DepthPredictor": "inference.predictor",
     "DepthResult": "inference.predictor",
+    "Tiling": "inference.tiling",
     "VARIANTS": "configs",
     "PUBLISHED_MODELS": "configs",
 }
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .configs import PUBLISHED_MODELS, VARIANTS
     from .dpt import DepthAnythingV2
     from .inference.predictor import DepthPredictor, DepthResult
+    from .inference.tiling import Tiling
     from .weights.checkpoints import CheckpointError
     from .weights.loading import build_model, load_model, resolve_published
 

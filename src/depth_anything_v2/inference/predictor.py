@@ -23,6 +23,7 @@ import torch
 from ..dpt import DepthAnythingV2
 from ..io.images import read_image
 from ..weights.loading import load_model, resolve_device
+from .tiling import Tiling, predict_tiled, resolve_tiling
 from .transforms import ChannelOrder, check_image, preprocess, resize_prediction, working_size
 
 logger = logging.getLogger(__name__)
@@ -135,32 +136,46 @@ class DepthPredictor:
         return self.model.is_metric
 
     def predict(
-        self, images: Any, *, channel_order: ChannelOrder = "rgb", batch_size: int = 1
+        self,
+        images: Any,
+        *,
+        channel_order: ChannelOrder = "rgb",
+        batch_size: int = 1,
+        tiling: Tiling | bool | None = None,
     ) -> DepthResult | list[DepthResult]:
         """Predict depth for one image (-> ``DepthResult``) or a list of images (-> list, same order).
 
         An image is a path, a PIL image, or a uint8 array ``(H, W, 3)`` in ``channel_order`` (``"rgb"``
         by default; pass ``"bgr"`` for OpenCV frames) or ``(H, W)`` grayscale.
+
+        ``tiling``: ``True`` or a :class:`~depth_anything_v2.inference.tiling.Tiling` adds the detail of
+        overlapping tiles to the global pass, seamlessly (for large images; see ``inference.tiling``); the
+        tiles of one image go through the network in batches of ``batch_size``.
         """
         if isinstance(images, list | tuple):
             items = ((i, to_rgb(im, channel_order)) for i, im in enumerate(images))
-            return [r for _, r in self._run(items, batch_size)]
+            return [r for _, r in self._run(items, batch_size, tiling)]
         rgb, source = to_rgb(images, channel_order)
-        return next(self._run(iter([(None, (rgb, source))]), 1))[1]
+        return next(self._run(iter([(None, (rgb, source))]), batch_size if tiling else 1, tiling))[1]
 
     def predict_iter(
-        self, items: Iterable[tuple[Any, np.ndarray]], *, batch_size: int = 1
+        self, items: Iterable[tuple[Any, np.ndarray]], *, batch_size: int = 1, tiling: Tiling | bool | None = None
     ) -> Iterator[tuple[Any, DepthResult]]:
         """Lazily predict ``(key, image_rgb_uint8)`` pairs, yielding ``(key, DepthResult)`` in order.
 
         Consecutive images that share a working size are batched (up to ``batch_size``); nothing is read
-        ahead beyond one batch, so a generator over a huge folder or a video stays in flat memory.
+        ahead beyond one batch, so a generator over a huge folder or a video stays in flat memory. With
+        ``tiling`` (as in :meth:`predict`) images go one at a time and their tiles are batched.
         """
-        return self._run(((key, (check_image(rgb), None)) for key, rgb in items), batch_size)
+        return self._run(((key, (check_image(rgb), None)) for key, rgb in items), batch_size, tiling)
 
-    def _run(self, items: Iterator, batch_size: int) -> Iterator[tuple[Any, DepthResult]]:
+    def _run(self, items: Iterator, batch_size: int, tiling: Tiling | bool | None = None) -> Iterator:
         if batch_size < 1:
             raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+        if (plan := resolve_tiling(tiling)) is not None:
+            for key, (rgb, source) in items:
+                yield key, predict_tiled(self, rgb, plan, batch_size=batch_size, source=source)
+            return
         batch: list = []
         size = None
         for key, (rgb, source) in items:
