@@ -230,7 +230,6 @@ class _PyAVReader:
         if width <= 0 or height <= 0:
             self.container.close()
             raise VideoReadError(f"{path}: video stream has no frame size")
-        self._rotation_k: int | None = None
         self.info = VideoInfo(width, height, Fraction(rate), count or None, "pyav")
 
     def _count_packets(self) -> int:
