@@ -20,16 +20,15 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 
+from ..devices import precision_dtype, resolve_device
 from ..dpt import DepthAnythingV2
 from ..io.images import read_image
-from ..weights.loading import load_model, resolve_device
+from ..weights.loading import load_model
 from .transforms import ChannelOrder, check_image, preprocess, resize_prediction, working_size
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -122,11 +121,10 @@ class DepthPredictor:
         device: str | torch.device | None = None,
         precision: str = "fp32",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"expected precision one of {sorted(PRECISIONS)}, got {precision!r}")
+        dtype = precision_dtype(precision)
         working_size(input_size, input_size, input_size)  # validates input_size
         dev = resolve_device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(device=dev, dtype=PRECISIONS[precision]).eval()
+        self.model = model.to(device=dev, dtype=dtype).eval()
         self.input_size = input_size
         self.precision = precision
 

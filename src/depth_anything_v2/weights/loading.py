@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..configs import PUBLISHED_MODELS, PublishedModel, get_variant
+from ..devices import resolve_device
 from ..dpt import DepthAnythingV2, build_model  # build_model: also importable from here
 from .checkpoints import (
     CheckpointError,
@@ -22,22 +23,6 @@ from .checkpoints import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> cuda, then mps, then cpu; anything else as given (checked to exist)."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested, but CUDA is not available here")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(device)!r} requested, but MPS is not available here")
-    return dev
 
 
 def resolve_published(name: str) -> Path:
