@@ -36,7 +36,7 @@ sample's largest valid ground-truth depth is used as the upper clip.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -399,8 +399,3 @@ def score_pairs(
         "num_images": len(acc),
         "num_skipped": skipped,
     }
-
-
-def format_metrics(metrics: dict[str, float], names: Sequence[str] = METRIC_NAMES) -> str:
-    """``"d1=0.936 abs_rel=0.078 ..."`` for logs."""
-    return " ".join(f"{k}={metrics[k]:.4f}" for k in names if k in metrics)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ from ..weights.loading import load_model, resolve_device
 from .transforms import ChannelOrder, check_image, preprocess, resize_prediction, working_size
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -77,6 +79,27 @@ def to_rgb(image: Any, channel_order: ChannelOrder = "rgb") -> tuple[np.ndarray,
     if channel_order != "rgb":
         raise ValueError(f"expected channel_order 'rgb' or 'bgr', got {channel_order!r}")
     return image, None
+
+
+def batches_by_size(
+    items: Iterable[T], input_size: int, batch_size: int, image: Callable[[T], np.ndarray]
+) -> Iterator[list[T]]:
+    """Consecutive ``items`` grouped into lists of at most ``batch_size`` whose images (``image(item)``) share one
+    working size, the only images one forward pass can take together. Reads nothing ahead of the current group."""
+    if batch_size < 1:
+        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+    batch: list[T] = []
+    size = None
+    for item in items:
+        rgb = image(item)
+        s = working_size(rgb.shape[0], rgb.shape[1], input_size)
+        if batch and (s != size or len(batch) == batch_size):
+            yield batch
+            batch = []
+        size = s
+        batch.append(item)
+    if batch:
+        yield batch
 
 
 class DepthPredictor:
@@ -159,19 +182,8 @@ class DepthPredictor:
         return self._run(((key, (check_image(rgb), None)) for key, rgb in items), batch_size)
 
     def _run(self, items: Iterator, batch_size: int) -> Iterator[tuple[Any, DepthResult]]:
-        if batch_size < 1:
-            raise ValueError(f"expected batch_size >= 1, got {batch_size}")
-        batch: list = []
-        size = None
-        for key, (rgb, source) in items:
-            s = working_size(rgb.shape[0], rgb.shape[1], self.input_size)
-            if batch and (s != size or len(batch) == batch_size):
-                yield from self._infer(batch)
-                batch = []
-            size = s
-            batch.append((key, rgb, source))
-        if batch:
-            yield from self._infer(batch)
+        for batch in batches_by_size(items, self.input_size, batch_size, image=lambda kv: kv[1][0]):
+            yield from self._infer([(key, rgb, source) for key, (rgb, source) in batch])
 
     @torch.inference_mode()
     def _infer(self, batch: list) -> Iterator[tuple[Any, DepthResult]]:
