@@ -93,6 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--show", action="store_true", help="show camera/stream depth in a window")
     v.add_argument("--max-frames", type=int, help="stop streams after this many frames")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .oak import add_predict_arguments
+
+    add_predict_arguments(p)  # OAK cameras and recordings (cli/oak.py)
     p.set_defaults(func=run)
 
 
@@ -167,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..inference import pipeline
+    from . import oak
 
+    if any(oak.is_oak_input(s) for s in args.inputs):  # OAK cameras and recordings: cli/oak.py
+        return oak.run_predict(args)
     options = _options(args)
     # The CLI decides what the user sees: the pixel limit is ours (--max-pixels), Pillow's warning is noise.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
