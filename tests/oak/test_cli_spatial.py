@@ -23,7 +23,8 @@ def recording(tmp_path, monkeypatch):
         for i, (image, stereo) in enumerate(zip(session.images_rgb, session.stereo_mm, strict=True)):
             w.write(image, stereo, i / 15)
     predictor = DepthPredictor(stand_in_for(session), input_size=INPUT_SIZE)
-    monkeypatch.setattr("depth_anything_v2.cli.common.load_predictor", lambda args: predictor)
+    # Patch where the model is made, not a name other modules may have imported already.
+    monkeypatch.setattr(DepthPredictor, "from_pretrained", classmethod(lambda cls, *a, **k: predictor))
     return root, session
 
 
