@@ -52,7 +52,8 @@ def _relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
     return ((ours - theirs).abs().max() / (theirs.max() - theirs.min())).item()
 
 
-@pytest.mark.parametrize(("encoder", "max_depth"), [("vits", None), ("vits", 20.0), ("vitb", None), ("vitb", 80.0)])
+# vitb checks the variant table and key conversion at another width; the metric head is checked once (vits).
+@pytest.mark.parametrize(("encoder", "max_depth"), [("vits", None), ("vits", 20.0), ("vitb", None)])
 def test_network_matches_transformers_at_518(pairs, encoder, max_depth):
     model, oracle = pairs(encoder, max_depth)
     x = torch.randn(1, 3, 518, 518, generator=torch.Generator().manual_seed(1))
@@ -67,7 +68,7 @@ def test_network_matches_transformers_at_other_sizes_given_the_reference_pos_emb
     # At other sizes transformers resizes the position embedding differently (REFERENCE section 3); with its
     # resize swapped for the reference's, the rest of the network must agree at non-square sizes too.
     model, oracle = pairs("vits", None)
-    x = torch.randn(2, 3, 518, 686, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(1, 3, 518, 686, generator=torch.Generator().manual_seed(2))
     emb = oracle.backbone.embeddings
     with torch.inference_mode():
         ours = model(x)

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "DepthAnythingV2": "dpt",
-    "build_model": "weights.loading",
+    "build_model": "dpt",
     "load_model": "weights.loading",
     "resolve_published": "weights.loading",
     "CheckpointError": "weights.checkpoints",
@@ -34,11 +34,11 @@ __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .configs import PUBLISHED_MODELS, VARIANTS
-    from .dpt import DepthAnythingV2
+    from .dpt import DepthAnythingV2, build_model
     from .inference.predictor import DepthPredictor, DepthResult
     from .inference.tiling import Tiling
     from .weights.checkpoints import CheckpointError
-    from .weights.loading import build_model, load_model, resolve_published
+    from .weights.loading import load_model, resolve_published
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -58,13 +58,6 @@ VARIANTS: dict[str, Variant] = {
     )
 }
 
-#: The reference README's ``model_configs``, derived from the table (vits/vitb/vitl/vitg only).
-MODEL_CONFIGS: dict[str, dict] = {
-    name: {"encoder": name, "features": v.features, "out_channels": list(v.out_channels)}
-    for name, v in VARIANTS.items()
-    if name != "tiny"
-}
-
 
 def get_variant(encoder: str) -> Variant:
     """Return the variant called ``encoder``; raise ``ValueError`` naming the known ones otherwise."""

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .devices import resolve_device
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -64,22 +66,6 @@ def env_rank() -> tuple[int, int, int]:
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"expected 0 <= RANK < WORLD_SIZE, got RANK={rank}, WORLD_SIZE={world}")
     return rank, world, local
-
-
-def resolve_device(device: str, local_rank: int) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else cpu; ``cuda`` -> ``cuda:LOCAL_RANK``."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested, but CUDA is not available here")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(dev)
-    elif dev.type not in ("cpu", "mps"):
-        raise ValueError(f"expected device auto, cpu, cuda, cuda:N or mps, got {device!r}")
-    return dev
 
 
 def init_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> DistInfo:

@@ -90,3 +90,19 @@ class DepthAnythingV2(nn.Module):
         image = preprocess(raw_image, input_size, channel_order="bgr")
         depth = self.forward(image).float()
         return resize_prediction(depth, raw_image.shape[:2])[0].cpu().numpy()
+
+
+def build_model(
+    encoder: str = "vits", max_depth: float | None = None, *, device=None, init: bool = True
+) -> DepthAnythingV2:
+    """The one builder: a ``DepthAnythingV2`` for ``encoder`` from the variant table.
+
+    ``init=True`` initialises the encoder as DINOv2 does (random weights); ``init=False`` skips it, for models
+    built on the ``meta`` device (``with torch.device("meta"): build_model(..., init=False)``) that receive their
+    weights afterwards.
+    """
+    v = get_variant(encoder)
+    model = DepthAnythingV2(v.name, v.features, list(v.out_channels), max_depth=max_depth)
+    if init:
+        model.pretrained.init_weights()
+    return model.to(device) if device is not None else model

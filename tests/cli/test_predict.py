@@ -215,7 +215,7 @@ def test_oversize_and_extreme_aspect_are_reported(tmp_path, tiny_weights, capsys
         (["--colormap", "nope"], "--colormap: unknown colormap 'nope'"),
         (["--fov", "60", "--fx", "500"], "--fov: give either --fov or --fx/--fy, not both"),
         (["--batch-size", "0"], "--batch-size: expected >= 1, got 0"),
-        (["--format", "ply"], "--format ply needs metric depth"),
+        (["--format", "ply"], "--format: ply needs metric depth"),
         (["--align-to", "/nonexistent/depth.png"], "--align-to: /nonexistent/depth.png: no such file or folder"),
     ],
 )
@@ -233,7 +233,7 @@ def test_usage_errors_inputs_and_model(tmp_path, tiny_weights, capsys):
     assert _run(tiny_weights, str(tmp_path / "in"), "--out", str(tmp_path / "in")) == 2
     assert "is also an input folder" in capsys.readouterr().err
     assert _run(tiny_weights, str(tmp_path / "in")) == 2
-    assert "--out is required" in capsys.readouterr().err
+    assert "--out: required" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     assert _run(tiny_weights, str(tmp_path / "in"), "--out", str(tmp_path / "file" / "out")) == 2
     assert "cannot create the output folder" in capsys.readouterr().err
@@ -334,7 +334,7 @@ def test_image_only_options_on_a_video_are_reported(tmp_path, tiny_weights, capl
     args = ("--out", str(out), "--format", "gray,pfm,ply", "--align-to", str(known))
     assert _run(tiny_weights, str(path), *args) == 0
     assert _files(out) == ["clip_gray.mp4"]
-    assert "pfm, ply, --align-to: for images only, not applied to the 1 video(s); videos get gray" in caplog.text
+    assert "pfm, ply, align_to: for images only, not applied to the 1 video(s); videos get gray" in caplog.text
 
 
 def test_help_documents_naming(capsys):

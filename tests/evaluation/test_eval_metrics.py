@@ -142,13 +142,13 @@ def test_disparity_alignment_clamps_nonpositive_disparity_to_max_depth():
 def test_depth_space_alignments():
     gt = _gt(seed=1)
     mask = np.ones_like(gt, dtype=bool)
-    depth, fit = align_prediction(2 * gt - 1, gt, mask, alignment="scale_shift_depth", kind="depth", max_depth=50)
+    depth, fit = align_prediction(2 * gt - 1, gt, mask, alignment="scale_shift_depth", kind="metric", max_depth=50)
     assert fit == pytest.approx({"scale": 0.5, "shift": 0.5})
     np.testing.assert_allclose(depth, gt, rtol=1e-9)
-    depth, fit = align_prediction(4 * gt, gt, mask, alignment="scale", kind="depth", max_depth=50)
+    depth, fit = align_prediction(4 * gt, gt, mask, alignment="scale", kind="metric", max_depth=50)
     assert fit["scale"] == pytest.approx(0.25)
     np.testing.assert_allclose(depth, gt, rtol=1e-9)
-    depth, fit = align_prediction(0.1 * gt, gt, mask, alignment="median", kind="depth", max_depth=50)
+    depth, fit = align_prediction(0.1 * gt, gt, mask, alignment="median", kind="metric", max_depth=50)
     assert fit["scale"] == pytest.approx(10.0)
     # A relative disparity model in depth space: 1/disparity is depth up to scale here (no shift).
     depth, fit = align_prediction(3.0 / gt, gt, mask, alignment="scale", kind="disparity", max_depth=50)
@@ -161,12 +161,12 @@ def test_none_alignment_clips_metric_and_rejects_disparity():
     pred = gt.copy()
     pred[0, 0] = 100.0
     pred[0, 1] = 0.0
-    depth, fit = align_prediction(pred, gt, mask, alignment="none", kind="depth", min_depth=0.5, max_depth=10)
+    depth, fit = align_prediction(pred, gt, mask, alignment="none", kind="metric", min_depth=0.5, max_depth=10)
     assert fit == {} and depth[0, 0] == 10.0 and depth[0, 1] == 0.5
     with pytest.raises(AlignmentError, match="needs a metric prediction"):
         align_prediction(pred, gt, mask, alignment="none", kind="disparity")
     with pytest.raises(ValueError, match="expected alignment one of"):
-        align_prediction(pred, gt, mask, alignment="affine", kind="depth")
+        align_prediction(pred, gt, mask, alignment="affine", kind="metric")
 
 
 def test_score_pairs_skips_nearly_empty_images_and_scores_the_rest():
@@ -186,7 +186,7 @@ def test_score_pairs_skips_nearly_empty_images_and_scores_the_rest():
     assert out["num_images"] == 2 and out["num_skipped"] == 1
     assert out["metrics"]["abs_rel"] < 1e-6 and out["metrics"]["d1"] == 1.0
     # Metric predictions scored as they are: 10% too far everywhere.
-    out = score_pairs([(gt1 * 1.1, gt1, None)], alignment="none", kind="depth", max_depth=20)
+    out = score_pairs([(gt1 * 1.1, gt1, None)], alignment="none", kind="metric", max_depth=20)
     assert out["metrics"]["abs_rel"] == pytest.approx(0.1, rel=1e-6)
     assert out["metrics_pooled"]["rmse"] == pytest.approx(np.sqrt(np.mean((0.1 * gt1.astype(np.float64)) ** 2)))
     with pytest.raises(ValueError, match="expected prediction of the ground truth's shape"):

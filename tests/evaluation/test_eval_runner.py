@@ -38,12 +38,12 @@ def test_metric_model_scored_as_metres_with_known_error(tmp_path, make_diode):
     def too_far(image_rgb):
         return (1.5 * image_depth(image_rgb)).astype(np.float32)
 
-    r = evaluate(too_far, "diode", tmp_path, kind="depth", alignment="none")
+    r = evaluate(too_far, "diode", tmp_path, kind="metric", alignment="none")
     assert r["metrics"]["abs_rel"] == pytest.approx(0.5, rel=1e-6)
     assert (r["metrics"]["d1"], r["metrics"]["d2"]) == (0.0, 1.0)  # ratio 1.5: >= 1.25, < 1.5625
     assert r["metrics"]["silog"] == pytest.approx(math.sqrt(0.5) * math.log(1.5), rel=1e-5)
     # median scaling removes the global factor
-    r = evaluate(too_far, "diode", tmp_path, kind="depth", alignment="median")
+    r = evaluate(too_far, "diode", tmp_path, kind="metric", alignment="median")
     assert r["metrics"]["abs_rel"] < 1e-6
     with pytest.raises(AlignmentError, match="relative disparity"):
         evaluate(oracle_disparity, "diode", tmp_path, kind="disparity", alignment="none")
@@ -100,10 +100,10 @@ def test_da2k_disparity_and_depth_models(tmp_path, make_da2k):
     assert r["per_scene"]["outdoor"]["accuracy"] == 0.0 and r["per_scene"]["underwater"]["accuracy"] == 0.5
 
     # The same ordering as depth (lower = closer) gives the same accuracy ...
-    r_depth = evaluate_da2k(lambda im: 100.0 - column_disparity(im), tmp_path, kind="depth")
+    r_depth = evaluate_da2k(lambda im: 100.0 - column_disparity(im), tmp_path, kind="metric")
     assert r_depth["accuracy"] == pytest.approx(0.6)
     # ... and a disparity map misread as depth flips every decided pair (the tie stays wrong): 1 of 5.
-    r_flip = evaluate_da2k(column_disparity, tmp_path, kind="depth")
+    r_flip = evaluate_da2k(column_disparity, tmp_path, kind="metric")
     assert r_flip["num_correct"] == 1
     assert evaluate(column_disparity, "da2k", tmp_path, kind="disparity")["accuracy"] == pytest.approx(0.6)
 
@@ -129,8 +129,8 @@ def test_da2k_helpers():
 
     pred = np.array([[1.0, 2.0]])
     assert pair_correct(pred, DA2KPair((0, 1), (0, 0), "point1"), "disparity")
-    assert not pair_correct(pred, DA2KPair((0, 1), (0, 0), "point1"), "depth")
-    assert pair_correct(pred, DA2KPair((0, 1), (0, 0), "point2"), "depth")
+    assert not pair_correct(pred, DA2KPair((0, 1), (0, 0), "point1"), "metric")
+    assert pair_correct(pred, DA2KPair((0, 1), (0, 0), "point2"), "metric")
     assert scene_type_of("images/aerial/x.jpg") == "aerial" and scene_type_of("x.jpg") == "unknown"
 
 

@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed import env_rank, resolve_device
+    from ..devices import resolve_device
+    from ..distributed import env_rank
     from ..inference.predictor import DepthPredictor
     from ..training.pseudo_label import PseudoLabelError, pseudo_label
     from ..weights.checkpoints import CheckpointError

@@ -59,7 +59,6 @@ returns the next readable sample instead, so one corrupt file among thousands do
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +69,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..configs import IMAGENET_MEAN, IMAGENET_STD
+from ..io.depth_files import hypersim_distance_to_depth, read_pfm, write_pfm
 from ..io.images import ImageReadError, read_image
 
 log = logging.getLogger(__name__)
@@ -208,39 +208,6 @@ def to_tensors(sample: dict[str, Any], key: str | None = None) -> dict[str, Any]
 
 
 # ----------------------------------------------------------------------------------------- file formats
-def read_pfm(path: str | Path) -> np.ndarray:
-    """Read a PFM file (``Pf`` grey or ``PF`` colour) to float32 (H, W) or (H, W, 3), top row first."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        header = fh.readline().strip()
-        if header not in (b"PF", b"Pf"):
-            raise SampleReadError(f"{path}: not a PFM file (header {header[:8]!r})")
-        dims = fh.readline()
-        while dims.startswith(b"#"):
-            dims = fh.readline()
-        match = re.match(rb"^\s*(\d+)\s+(\d+)\s*$", dims)
-        if not match:
-            raise SampleReadError(f"{path}: malformed PFM size line {dims[:32]!r}")
-        width, height = int(match.group(1)), int(match.group(2))
-        scale = float(fh.readline().strip())
-        channels = 3 if header == b"PF" else 1
-        data = np.frombuffer(fh.read(), dtype="<f4" if scale < 0 else ">f4")
-    if data.size != width * height * channels:
-        raise SampleReadError(f"{path}: truncated PFM ({data.size} of {width * height * channels} values)")
-    shape = (height, width, 3) if channels == 3 else (height, width)
-    # PFM stores the bottom row first.
-    return np.flipud(data.reshape(shape)).astype(np.float32)
-
-
-def write_pfm(path: str | Path, array: np.ndarray) -> None:
-    """Write float32 (H, W) or (H, W, 3) as little-endian PFM (bottom row first, as the format says)."""
-    array = np.asarray(array, np.float32)
-    header = b"PF" if array.ndim == 3 else b"Pf"
-    with open(path, "wb") as fh:
-        fh.write(header + b"\n" + f"{array.shape[1]} {array.shape[0]}\n".encode() + b"-1.0\n")
-        fh.write(np.flipud(array).astype("<f4").tobytes())
-
-
 def read_exr(path: str | Path) -> np.ndarray:
     """Read the first channel (``Y``, ``R`` or the only one) of an OpenEXR file as float32 (H, W).
 
@@ -286,19 +253,6 @@ def _read_npy(path: Path) -> np.ndarray:
     if array.ndim != 2:
         raise SampleReadError(f"{path}: expected a 2-D depth array, got shape {array.shape}")
     return array.astype(np.float32)
-
-
-def hypersim_distance_to_depth(distance_m: np.ndarray, focal_px: float = 886.81, ref_width: int = 1024) -> np.ndarray:
-    """Hypersim stores the distance along each pixel's ray; convert to planar depth.
-
-    ``depth = distance * f / ||(x, y, f)||`` with pixel-centre coordinates ``x, y`` relative to the image centre
-    (as the reference metric trainer, focal 886.81 px at 1024 x 768); the focal scales with the width.
-    """
-    height, width = distance_m.shape
-    f = focal_px * width / ref_width
-    x = np.linspace(-0.5 * width + 0.5, 0.5 * width - 0.5, width, dtype=np.float64)[None, :]
-    y = np.linspace(-0.5 * height + 0.5, 0.5 * height - 0.5, height, dtype=np.float64)[:, None]
-    return (distance_m * (f / np.sqrt(x * x + y * y + f * f))).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------- base reader

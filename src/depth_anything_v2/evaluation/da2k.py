@@ -143,10 +143,10 @@ class DA2K:
 def pair_correct(prediction: np.ndarray, pair: DA2KPair, kind: str) -> bool:
     """Whether ``prediction`` (``(H, W)`` at the image's resolution) orders ``pair`` as annotated.
 
-    ``kind``: ``"disparity"`` (higher = closer) or ``"depth"`` (lower = closer). Ties are wrong.
+    ``kind``: ``"disparity"`` (higher = closer) or ``"metric"`` (metres: lower = closer). Ties are wrong.
     """
-    if kind not in ("disparity", "depth"):
-        raise ValueError(f"expected kind 'disparity' or 'depth', got {kind!r}")
+    if kind not in ("disparity", "metric"):
+        raise ValueError(f"expected kind 'disparity' or 'metric', got {kind!r}")
     h, w = prediction.shape
     for r, c in (pair.point1, pair.point2):
         if not (0 <= r < h and 0 <= c < w):

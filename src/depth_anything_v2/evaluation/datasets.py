@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..io.depth_files import hypersim_distance_to_depth
+
 __all__ = [
     "BENCHMARKS",
     "DIODE",
@@ -147,25 +149,6 @@ def read_eth3d_depth(path: str | Path, height: int, width: int) -> np.ndarray:
 
 
 #: Hypersim's camera: 1024 x 768 pixels with a focal length of 886.81 px (the reference's conversion).
-HYPERSIM_FOCAL_PX = 886.81
-HYPERSIM_WIDTH = 1024
-
-
-def hypersim_distance_to_depth(distance_m: np.ndarray, focal_px: float | None = None) -> np.ndarray:
-    """Hypersim distance along the ray -> planar depth: ``depth = dist * f / ||(x, y, f)||``.
-
-    ``x, y`` are pixel-centre offsets from the image centre (as the reference's ``hypersim_distance_to_depth``).
-    ``focal_px`` defaults to 886.81 px scaled to the array's width (exactly 886.81 at Hypersim's 1024 px).
-    """
-    distance_m = np.asarray(distance_m, dtype=np.float32)
-    height, width = distance_m.shape
-    f = HYPERSIM_FOCAL_PX * width / HYPERSIM_WIDTH if focal_px is None else float(focal_px)
-    x = np.linspace(-0.5 * width + 0.5, 0.5 * width - 0.5, width, dtype=np.float32)[None, :]
-    y = np.linspace(-0.5 * height + 0.5, 0.5 * height - 0.5, height, dtype=np.float32)[:, None]
-    norm = np.sqrt(x**2 + y**2 + np.float32(f) ** 2)
-    return (distance_m / norm * np.float32(f)).astype(np.float32)
-
-
 def _h5py():
     try:
         import h5py

@@ -36,7 +36,7 @@ sample's largest valid ground-truth depth is used as the upper clip.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -66,7 +66,7 @@ HIGHER_IS_BETTER = frozenset({"d1", "d2", "d3"})
 
 Alignment = Literal["none", "scale", "scale_shift_disparity", "scale_shift_depth", "median"]
 ALIGNMENTS: tuple[str, ...] = ("none", "scale", "scale_shift_disparity", "scale_shift_depth", "median")
-PredictionKind = Literal["disparity", "depth"]
+PredictionKind = Literal["disparity", "metric"]  # the predictor's DepthResult.kind
 
 Crop = Literal["none", "garg", "eigen", "nyu_eigen"]
 CROPS: tuple[str, ...] = ("none", "garg", "eigen", "nyu_eigen")
@@ -141,7 +141,7 @@ def evaluation_mask(
 
 def _to_depth(pred: np.ndarray, kind: str) -> np.ndarray:
     """A prediction as (relative or metric) depth; disparity <= 0 becomes +inf (clipped to max later)."""
-    if kind == "depth":
+    if kind == "metric":
         return pred
     with np.errstate(divide="ignore"):
         return np.where(pred > 0, 1.0 / np.where(pred > 0, pred, 1.0), np.inf)
@@ -164,8 +164,8 @@ def fit_alignment(
     """
     if alignment not in ALIGNMENTS:
         raise ValueError(f"expected alignment one of {ALIGNMENTS}, got {alignment!r}")
-    if kind not in ("disparity", "depth"):
-        raise ValueError(f"expected prediction kind 'disparity' or 'depth', got {kind!r}")
+    if kind not in ("disparity", "metric"):
+        raise ValueError(f"expected prediction kind 'disparity' or 'metric', got {kind!r}")
     pv = np.asarray(pred_values, dtype=np.float64).ravel()
     gv = np.asarray(gt_values_m, dtype=np.float64).ravel()
     if pv.shape != gv.shape:
@@ -180,7 +180,7 @@ def fit_alignment(
             return np.clip(np.nan_to_num(depth, nan=hi, posinf=hi, neginf=lo), lo, hi)
 
     if alignment == "none":
-        if kind != "depth":
+        if kind != "metric":
             raise AlignmentError(
                 "alignment 'none' needs a metric prediction (depth in metres), got relative disparity; use "
                 "'scale_shift_disparity' for relative models"
@@ -235,7 +235,7 @@ def align_prediction(
         gt_depth_m: ``(H, W)`` ground-truth depth in metres (only read where ``mask``).
         mask: ``(H, W)`` bool, the pixels to fit on (normally :func:`evaluation_mask`).
         alignment: one of :data:`ALIGNMENTS`.
-        kind: ``"disparity"`` (relative models: larger = closer) or ``"depth"`` (metric models, metres).
+        kind: ``"disparity"`` (relative models: larger = closer) or ``"metric"`` (metric models, metres).
         min_depth, max_depth: the evaluation range; the aligned depth is clipped to it (``inf`` -> the largest
             valid ground truth of this sample).
 
@@ -364,7 +364,7 @@ def score_pairs(
     pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
     *,
     alignment: str = "none",
-    kind: str = "depth",
+    kind: str = "metric",
     min_depth: float = 1e-3,
     max_depth: float = math.inf,
     crop: str = "none",
@@ -399,8 +399,3 @@ def score_pairs(
         "num_images": len(acc),
         "num_skipped": skipped,
     }
-
-
-def format_metrics(metrics: dict[str, float], names: Sequence[str] = METRIC_NAMES) -> str:
-    """``"d1=0.936 abs_rel=0.078 ..."`` for logs."""
-    return " ".join(f"{k}={metrics[k]:.4f}" for k in names if k in metrics)

@@ -10,7 +10,7 @@
 ``model_or_predictor`` is a :class:`~depth_anything_v2.inference.predictor.DepthPredictor`, a
 :class:`~depth_anything_v2.dpt.DepthAnythingV2` (wrapped in a predictor on its own device; its train/eval mode
 is restored afterwards, so a training loop can validate mid-run), or any callable ``image_rgb -> (H, W) array``
-together with ``kind="disparity" | "depth"``.
+together with ``kind="disparity" | "metric"``.
 
 Distributed: when ``torch.distributed`` is initialised (e.g. under ``torchrun``), each rank evaluates the strided
 shard ``indices[rank::world_size]`` and the per-image records are gathered and aggregated in dataset order, so
@@ -43,7 +43,7 @@ class ModelRunner:
 
     Attributes:
         predict_iter: ``iterable of (key, image_rgb) -> iterator of (key, (H, W) float array)``.
-        kind: ``"disparity"`` (relative model) or ``"depth"`` (metric, metres).
+        kind: ``"disparity"`` (relative model) or ``"metric"`` (metres).
         info: description recorded with the results (input size, precision, ...).
         restore: called when evaluation ends (puts a borrowed model back in train mode).
     """
@@ -63,8 +63,8 @@ def as_model_runner(
     predictor keeps its own and a different value here is an error (build the predictor with it).
     """
     obj = model_or_predictor
-    if kind is not None and kind not in ("disparity", "depth"):
-        raise ValueError(f"expected kind 'disparity' or 'depth', got {kind!r}")
+    if kind is not None and kind not in ("disparity", "metric"):
+        raise ValueError(f"expected kind 'disparity' or 'metric', got {kind!r}")
     restore: Callable[[], None] = lambda: None  # noqa: E731
     predictor = None
     if hasattr(obj, "predict_iter") and hasattr(obj, "is_metric"):
@@ -86,7 +86,7 @@ def as_model_runner(
             obj.train(was_training)
 
     if predictor is not None:
-        model_kind = "depth" if predictor.is_metric else "disparity"
+        model_kind = "metric" if predictor.is_metric else "disparity"
         if kind is not None and kind != model_kind:
             raise ValueError(f"kind={kind!r} was given, but the model predicts {model_kind}")
 
@@ -194,7 +194,7 @@ def evaluate(
         settings: full evaluation settings; default the benchmark's. ``alignment``, ``min_depth``,
             ``max_depth``, ``crop`` override single fields.
         input_size: shorter side at inference (models and callables; a predictor uses its own).
-        kind: what a plain callable returns (``"disparity"`` or ``"depth"``).
+        kind: what a plain callable returns (``"disparity"`` or ``"metric"``).
         batch_size: images per forward pass when consecutive images share a working size.
         limit: evaluate only the first ``limit`` samples of the split (before sharding).
         reader_kwargs: options for the reader (e.g. ``{"split_file": ...}``, ``{"kb_crop": False}``).
@@ -230,7 +230,7 @@ def evaluate(
     settings = (settings or base).replace(alignment=alignment, min_depth=min_depth, max_depth=max_depth, crop=crop)
     if settings.alignment not in ALIGNMENTS:
         raise ValueError(f"expected alignment one of {ALIGNMENTS}, got {settings.alignment!r}")
-    if settings.alignment == "none" and runner.kind != "depth":
+    if settings.alignment == "none" and runner.kind != "metric":
         raise AlignmentError(
             f"{name}: alignment 'none' scores predictions as metres, but the model predicts relative disparity; "
             "use a metric model or --alignment scale_shift_disparity"

@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
 
+from ..devices import precision_dtype, resolve_device
 from ..dpt import DepthAnythingV2
 from ..io.images import read_image
-from ..weights.loading import load_model, resolve_device
+from ..weights.loading import load_model
 from .tiling import Tiling, predict_tiled, resolve_tiling
 from .transforms import ChannelOrder, check_image, preprocess, resize_prediction, working_size
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,6 +81,27 @@ def to_rgb(image: Any, channel_order: ChannelOrder = "rgb") -> tuple[np.ndarray,
     return image, None
 
 
+def batches_by_size(
+    items: Iterable[T], input_size: int, batch_size: int, image: Callable[[T], np.ndarray]
+) -> Iterator[list[T]]:
+    """Consecutive ``items`` grouped into lists of at most ``batch_size`` whose images (``image(item)``) share one
+    working size, the only images one forward pass can take together. Reads nothing ahead of the current group."""
+    if batch_size < 1:
+        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+    batch: list[T] = []
+    size = None
+    for item in items:
+        rgb = image(item)
+        s = working_size(rgb.shape[0], rgb.shape[1], input_size)
+        if batch and (s != size or len(batch) == batch_size):
+            yield batch
+            batch = []
+        size = s
+        batch.append(item)
+    if batch:
+        yield batch
+
+
 class DepthPredictor:
     """Runs a :class:`DepthAnythingV2` on images: pre-processing, batching, device and precision.
 
@@ -100,11 +122,10 @@ class DepthPredictor:
         device: str | torch.device | None = None,
         precision: str = "fp32",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"expected precision one of {sorted(PRECISIONS)}, got {precision!r}")
+        dtype = precision_dtype(precision)
         working_size(input_size, input_size, input_size)  # validates input_size
         dev = resolve_device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(device=dev, dtype=PRECISIONS[precision]).eval()
+        self.model = model.to(device=dev, dtype=dtype).eval()
         self.input_size = input_size
         self.precision = precision
 
@@ -170,23 +191,14 @@ class DepthPredictor:
         return self._run(((key, (check_image(rgb), None)) for key, rgb in items), batch_size, tiling)
 
     def _run(self, items: Iterator, batch_size: int, tiling: Tiling | bool | None = None) -> Iterator:
-        if batch_size < 1:
-            raise ValueError(f"expected batch_size >= 1, got {batch_size}")
         if (plan := resolve_tiling(tiling)) is not None:
+            if batch_size < 1:
+                raise ValueError(f"expected batch_size >= 1, got {batch_size}")
             for key, (rgb, source) in items:
                 yield key, predict_tiled(self, rgb, plan, batch_size=batch_size, source=source)
             return
-        batch: list = []
-        size = None
-        for key, (rgb, source) in items:
-            s = working_size(rgb.shape[0], rgb.shape[1], self.input_size)
-            if batch and (s != size or len(batch) == batch_size):
-                yield from self._infer(batch)
-                batch = []
-            size = s
-            batch.append((key, rgb, source))
-        if batch:
-            yield from self._infer(batch)
+        for batch in batches_by_size(items, self.input_size, batch_size, image=lambda kv: kv[1][0]):
+            yield from self._infer([(key, rgb, source) for key, (rgb, source) in batch])
 
     @torch.inference_mode()
     def _infer(self, batch: list) -> Iterator[tuple[Any, DepthResult]]:

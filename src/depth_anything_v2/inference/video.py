@@ -95,6 +95,7 @@ import numpy as np
 
 from ..align.metric import AlignmentError, robust_scale_shift
 from ..io import outputs
+from .prefetch import Background
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -229,7 +230,6 @@ class _PyAVReader:
         if width <= 0 or height <= 0:
             self.container.close()
             raise VideoReadError(f"{path}: video stream has no frame size")
-        self._rotation_k: int | None = None
         self.info = VideoInfo(width, height, Fraction(rate), count or None, "pyav")
 
     def _count_packets(self) -> int:
@@ -585,49 +585,6 @@ def _sbs(frame_rgb: np.ndarray, color_rgb: np.ndarray) -> np.ndarray:
 # bounded queues between them and the model, so memory stays flat and the model is not left waiting on I/O.
 
 
-class _Background:
-    """Runs an iterator in a daemon thread, at most ``maxsize`` items ahead; its errors re-raise when reached."""
-
-    def __init__(self, iterable: Any, maxsize: int, name: str) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(iter(iterable),), name=name, daemon=True)
-        self._thread.start()
-
-    def _put(self, item: tuple[bool, Any]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, it: Iterator) -> None:
-        try:
-            for item in it:
-                if not self._put((True, item)):
-                    return
-            self._put((False, None))
-        except BaseException as e:
-            self._put((False, e))
-
-    def __iter__(self) -> Iterator:
-        while True:
-            ok, item = self._queue.get()
-            if ok:
-                yield item
-            elif item is None:
-                return
-            else:
-                raise item
-
-    def close(self) -> None:
-        """Stop the thread (it may be blocked on a full queue) and wait for it."""
-        self._stop.set()
-        self._thread.join()
-
-
 class _Sink:
     """Runs submitted callables in order in one worker thread, at most ``maxsize`` waiting.
 
@@ -846,7 +803,7 @@ def process_video(
             stab1 = None
             rng = np.random.default_rng(0)
             reader = open_video(src, backend=backend)
-            decoded = _Background(
+            decoded = Background(
                 _take_until(((i, f) for i, f in enumerate(reader.frames()) if i in sample), last),
                 2 * batch_size + 2,
                 "video-decode",
@@ -873,7 +830,7 @@ def process_video(
         clip = _ClipWriter(
             paths, visual, "npy" in wanted, atomic, info.fps, use_backend, colormap, display, stabilize, src
         )
-        decoded = _Background(enumerate(reader.frames()), 2 * batch_size + 2, "video-decode")
+        decoded = Background(enumerate(reader.frames()), 2 * batch_size + 2, "video-decode")
         sink = _Sink(4, "video-write")
         n = 0
         try:

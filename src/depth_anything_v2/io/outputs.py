@@ -49,6 +49,8 @@ from typing import IO, Literal
 
 import numpy as np
 
+from .depth_files import read_pfm, write_pfm  # noqa: F401  (read_pfm: part of this module's API)
+
 DepthKind = Literal["disparity", "metric"]
 
 #: Output format name -> file-name suffix appended to an item's output stem (see ``inputs``).
@@ -482,41 +484,6 @@ def read_depth_png16(path: str | Path) -> np.ndarray:
         values = np.asarray(im)
         mapping = json.loads(text[PNG16_KEY])
     return decode_png16(values, mapping)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# PFM
-
-
-def write_pfm(path: str | Path, depth: np.ndarray) -> None:
-    """Write a grayscale Portable Float Map (``Pf``, little-endian, rows bottom to top), atomically."""
-    x = np.asarray(depth, dtype="<f4")
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2-D map (H, W), got shape {x.shape}")
-    height, width = x.shape
-    with atomic_open(path) as f:
-        f.write(f"Pf\n{width} {height}\n-1.0\n".encode("ascii"))  # negative scale = little-endian
-        f.write(np.ascontiguousarray(x[::-1]).tobytes())
-
-
-def read_pfm(path: str | Path) -> np.ndarray:
-    """Read a grayscale (``Pf``) or colour (``PF``) PFM to float32 ``(H, W)`` / ``(H, W, 3)``, top row first."""
-    with open(path, "rb") as f:
-        header = f.readline().strip()
-        if header not in (b"Pf", b"PF"):
-            raise ValueError(f"{path}: expected a PFM header 'Pf' or 'PF', got {header[:10]!r}")
-        dims = f.readline().split()
-        while not dims:  # tolerate blank lines
-            dims = f.readline().split()
-        width, height = int(dims[0]), int(dims[1])
-        scale = float(f.readline().strip())
-        channels = 3 if header == b"PF" else 1
-        data = np.frombuffer(f.read(), dtype="<f4" if scale < 0 else ">f4")
-    expected = width * height * channels
-    if data.size < expected:
-        raise ValueError(f"{path}: expected {expected} floats, got {data.size} (truncated file)")
-    shape = (height, width, 3) if channels == 3 else (height, width)
-    return np.ascontiguousarray(data[:expected].reshape(shape)[::-1]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------------------

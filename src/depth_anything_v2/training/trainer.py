@@ -229,7 +229,7 @@ def evaluate_model(
     metric = bool(core.is_metric) if is_metric is None else is_metric
     if alignment == "auto":
         alignment = "none" if metric else "scale_shift_disparity"
-    kind = "depth" if metric else "disparity"
+    kind = "metric" if metric else "disparity"
     param = next(model.parameters())
     device = param.device
     n = len(dataset) if limit is None else min(limit, len(dataset))

@@ -337,11 +337,10 @@ def _num(x: float) -> int | float:
 
 def expected_shapes(encoder: str, max_depth: float | None = None) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the reference-format state dict for ``encoder`` (built on the meta device)."""
-    from ..dpt import DepthAnythingV2
+    from ..dpt import build_model
 
-    v = get_variant(encoder)
     with torch.device("meta"):
-        model = DepthAnythingV2(v.name, v.features, list(v.out_channels), max_depth=max_depth)
+        model = build_model(encoder, max_depth, init=False)
     return {k: tuple(t.shape) for k, t in model.state_dict().items()}
 
 

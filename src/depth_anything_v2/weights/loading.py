@@ -1,16 +1,16 @@
-"""``build_model`` and ``load_model``: every way of getting a ready ``DepthAnythingV2``."""
+"""``load_model``: every way of getting a ready ``DepthAnythingV2`` (``build_model`` builds an empty one)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import torch
 
 from ..configs import PUBLISHED_MODELS, PublishedModel, get_variant
-from ..dpt import DepthAnythingV2
+from ..devices import resolve_device
+from ..dpt import DepthAnythingV2, build_model  # build_model: also importable from here
 from .checkpoints import (
     CheckpointError,
     StateDict,
@@ -23,34 +23,6 @@ from .checkpoints import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: Published metric file names carry their dataset, hence their max_depth.
-_METRIC_FILE = re.compile(r"depth_anything_v2_metric_(hypersim|vkitti)_(vits|vitb|vitl|vitg)")
-_METRIC_MAX_DEPTH = {"hypersim": 20.0, "vkitti": 80.0}
-
-
-def build_model(encoder: str = "vits", max_depth: float | None = None, *, device=None) -> DepthAnythingV2:
-    """A ``DepthAnythingV2`` for ``encoder`` from the variant table, randomly initialised (DINOv2 style)."""
-    v = get_variant(encoder)
-    model = DepthAnythingV2(v.name, v.features, list(v.out_channels), max_depth=max_depth)
-    model.pretrained.init_weights()
-    return model.to(device) if device is not None else model
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> cuda, then mps, then cpu; anything else as given (checked to exist)."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested, but CUDA is not available here")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(device)!r} requested, but MPS is not available here")
-    return dev
 
 
 def resolve_published(name: str) -> Path:
@@ -81,8 +53,11 @@ def resolve_published(name: str) -> Path:
 
 
 def _max_depth_from_name(path: Path) -> float | None:
-    m = _METRIC_FILE.search(path.name)
-    return _METRIC_MAX_DEPTH[m.group(1)] if m else None
+    """A published metric file's range, recognised by its file name (also when renamed ``... (1).pth``)."""
+    for m in PUBLISHED_MODELS.values():
+        if m.is_metric and Path(m.filename).stem in path.name:
+            return m.max_depth
+    return None
 
 
 def load_state_dict_any(source: str | os.PathLike) -> tuple[StateDict, dict]:
@@ -165,9 +140,8 @@ def load_model(
     check_state_dict(state_dict, found)
     if max_depth is None:
         max_depth = info.get("max_depth")
-    v = get_variant(found)
     with torch.device("meta"):
-        model = DepthAnythingV2(v.name, v.features, list(v.out_channels), max_depth=max_depth)
+        model = build_model(found, max_depth, init=False)
     model.load_state_dict(state_dict, strict=True, assign=True)
     model = model.to(device=resolve_device(device) if device is not None else "cpu", dtype=dtype or torch.float32)
     logger.info(
