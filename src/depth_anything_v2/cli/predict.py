@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from ..inference.pipeline import DEFAULT_FORMATS, DEFAULT_MAX_ASPECT, PipelineError, PipelineOptions
+from ..inference.tiling import Tiling
 from . import EXIT_FAILURES, EXIT_OK, UsageError
 from .common import add_model_arguments, load_predictor
 
@@ -88,6 +89,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="known depths (depth PNG in mm / .npy in m / .csv row,col,depth_m) to turn relative output into "
         "metres; a folder holds one file per input named <stem>.<ext>",
     )
+    t = p.add_argument_group("high resolution (tiling; any of these turns it on)")
+    t.add_argument("--tile", action="store_true", help="add the detail of overlapping tiles, seamlessly")
+    t.add_argument("--tile-size", type=int, metavar="PX", help="finest tiles' side in image pixels (default: auto)")
+    t.add_argument("--tile-overlap", type=float, metavar="F", help="minimum overlap of neighbours (default 0.25)")
+    t.add_argument("--tile-levels", type=int, metavar="N", help="tile levels, each 2x finer (default: auto, <= 2)")
     v = p.add_argument_group("video and cameras")
     v.add_argument("--stabilize", action="store_true", help="stabilise the scale/shift of video frames over time")
     v.add_argument("--show", action="store_true", help="show camera/stream depth in a window")
@@ -157,9 +163,22 @@ def _options(args: argparse.Namespace) -> PipelineOptions:
             show=args.show,
             max_frames=args.max_frames,
             progress=not args.no_progress,
+            tiling=_tiling(args),
         )
     except PipelineError as e:
         raise _usage_error(e) from None
+
+
+def _tiling(args: argparse.Namespace) -> Tiling | None:
+    given = {"tile_size": args.tile_size, "overlap": args.tile_overlap, "levels": args.tile_levels}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not (args.tile or given):
+        return None
+    try:
+        return Tiling(**given, progress=not args.no_progress)
+    except ValueError as e:
+        flag = {"tile_size": "--tile-size", "overlap": "--tile-overlap", "levels": "--tile-levels"}
+        raise UsageError(f"{next((f for k, f in flag.items() if k in str(e)), '--tile')}: {e}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------

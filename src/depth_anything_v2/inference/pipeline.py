@@ -37,6 +37,7 @@ import numpy as np
 from ..io.inputs import ExpandedInputs, InputError, InputItem, expand_inputs
 from .predictor import batches_by_size
 from .prefetch import prefetch_map
+from .tiling import Tiling
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class PipelineOptions:
         show: show camera/stream depth in a window.
         max_frames: stop streams after this many frames.
         progress: show tqdm progress bars (only on a terminal).
+        tiling: tiled high-resolution inference for images (:mod:`~depth_anything_v2.inference.tiling`): images
+            go one at a time, their tiles ``batch_size`` at a time, and ``<stem>_tiling.json`` records the plan.
     """
 
     formats: Sequence[str] = DEFAULT_FORMATS
@@ -95,6 +98,7 @@ class PipelineOptions:
     show: bool = False
     max_frames: int | None = None
     progress: bool = True
+    tiling: Tiling | None = None
 
     def __post_init__(self) -> None:
         from ..io.outputs import FORMATS, get_colormap
@@ -219,6 +223,8 @@ def _outputs_exist(item: InputItem, out: Path, options: PipelineOptions) -> bool
     paths = list(item.output_paths(out, options.formats).values())
     if options.align_to is not None:
         paths.append(item.output_path(out, "_align.json"))
+    if options.tiling is not None:
+        paths.append(item.output_path(out, "_tiling.json"))
     return all(p.is_file() for p in paths)
 
 
@@ -365,7 +371,7 @@ def run_images(
     writer_slots = threading.BoundedSemaphore(max(2, options.workers) + options.batch_size)
     with ThreadPoolExecutor(max(1, options.workers // 2 + 1), thread_name_prefix="write") as writers:
         try:
-            for d, result in _predict_robustly(predictor, decoded(), options.batch_size, report, advance):
+            for d, result in _predict_robustly(predictor, decoded(), options, report, advance):
                 writer_slots.acquire()  # bounded: at most this many results wait for their writer
                 future = writers.submit(_write, d, result, out, options, report, advance)
                 future.add_done_callback(lambda _f: writer_slots.release())
@@ -375,14 +381,17 @@ def run_images(
 
 
 def _predict_robustly(
-    predictor: Any, items: Iterator[tuple[Any, np.ndarray]], batch_size: int, report: Report, advance: Callable
+    predictor: Any, items: Iterator[tuple[Any, np.ndarray]], options: PipelineOptions, report: Report, advance: Callable
 ) -> Iterator[tuple[Any, Any]]:
     """``predictor.predict_iter`` in the predictor's own batches, except that a batch that fails as a whole is
-    retried image by image, so one bad image costs only itself."""
+    retried image by image, so one bad image costs only itself. With tiling, images go one by one (their tiles
+    are the batches)."""
+    batch_size = 1 if options.tiling else options.batch_size
+    tiled = {"tiling": options.tiling, "batch_size": options.batch_size} if options.tiling else {}
 
     def flush(group: list[tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, Any]]:
         try:
-            yield from list(predictor.predict_iter(group, batch_size=len(group)))
+            yield from list(predictor.predict_iter(group, **({"batch_size": len(group)} | tiled)))
         except (RuntimeError, ValueError, MemoryError) as e:
             if len(group) == 1:
                 report.fail(group[0][0].item.source, f"inference failed: {e}")
@@ -433,6 +442,9 @@ def _write(d: _Decoded, result: Any, out: Path, options: PipelineOptions, report
             intrinsics=intrinsics,
             remove_edges=options.remove_edges,
         )
+        if "tiling" in result.meta:
+            with outputs.atomic_open(item.output_path(out, "_tiling.json"), "w") as f:
+                json.dump({"source": item.source, **result.meta["tiling"]}, f, indent=2)
         report.ok()
     except Exception as e:  # any failure of one item is reported and the run goes on
         report.fail(item.source, f"writing outputs failed: {type(e).__name__}: {e}")
