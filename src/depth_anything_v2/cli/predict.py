@@ -175,7 +175,7 @@ def _tiling(args: argparse.Namespace) -> Tiling | None:
     if not (args.tile or given):
         return None
     try:
-        return Tiling(**given, progress=not args.no_progress)
+        return Tiling(**given, progress=False if args.no_progress else None)  # None: a bar only on a terminal
     except ValueError as e:
         flag = {"tile_size": "--tile-size", "overlap": "--tile-overlap", "levels": "--tile-levels"}
         raise UsageError(f"{next((f for k, f in flag.items() if k in str(e)), '--tile')}: {e}") from None

@@ -317,7 +317,7 @@ def predict_tiled(
     cell_px = min(height, width) / predictor.input_size
     try:
         for level in levels:
-            acc = _Level(level, depth, predictor.is_metric, tiling)
+            acc = _Level(level, depth, result.is_metric, tiling)
             del depth
             crops = ((k, image_rgb[y0:y1, x0:x1]) for k, (y0, x0, y1, x1) in enumerate(level.boxes))
             for k, tile in predictor.predict_iter(crops, batch_size=batch_size):
@@ -330,6 +330,6 @@ def predict_tiled(
             logger.debug("tiling level %s: %d tiles, %d fell back", level.side, len(level.boxes), acc.fallback_tiles)
     finally:
         bar.close()
-    np.clip(depth, 0.0, predictor.model.max_depth if predictor.is_metric else None, out=depth)
+    np.clip(depth, 0.0, result.max_depth if result.is_metric else None, out=depth)
     result.depth = depth
     return result
