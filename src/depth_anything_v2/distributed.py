@@ -24,6 +24,7 @@ __all__ = [
     "DistInfo",
     "all_gather_objects",
     "all_reduce_mean",
+    "all_reduce_sum",
     "barrier",
     "broadcast_object",
     "cleanup_distributed",
@@ -141,6 +142,13 @@ def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str,
     dist.all_reduce(t)
     t /= dist.get_world_size()
     return dict(zip(keys, t.tolist(), strict=True))
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over ranks (in place; returned). One process: unchanged."""
+    if _active():
+        dist.all_reduce(tensor)
+    return tensor
 
 
 def wrap_model(module: nn.Module, strategy: str, info: DistInfo, shard_modules: list[nn.Module]) -> nn.Module:

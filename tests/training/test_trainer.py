@@ -227,7 +227,9 @@ def test_metric_stage_starts_from_a_relative_encoder_and_trains_silog(tmp_path: 
         stage="metric",
         model={"encoder": "tiny", "max_depth": 20.0, "init": str(relative.final_checkpoint)},
         data={
-            "train": [{"type": "synthetic", "n": 12, "size": [56, 70], "scene": {"indoor_probability": 1.0}}],
+            "train": [
+                {"type": "synthetic", "n": 12, "size": [56, 70], "scene": {"indoor_probability": 1.0}, "holes": 0.6}
+            ],
             "val": [{"type": "synthetic", "n": 2, "size": [56, 70], "seed": 7, "scene": {"indoor_probability": 1.0}}],
             "crop_size": 56,
             "num_workers": 0,
@@ -251,6 +253,29 @@ def test_metric_stage_starts_from_a_relative_encoder_and_trains_silog(tmp_path: 
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 56, 56))
     assert model.is_metric and float(out.min()) > 0 and float(out.max()) < 20.0
+    # Gradient accumulation optimises the same SiLog of the global batch (its square root over all pixels).
+    _assert_same_optimisation(logged, _accumulated_log(tmp_path / "accum", config))
+
+
+def _accumulated_log(out: Path, config: dict) -> list[dict]:
+    config = {**config, "output_dir": str(out), "train": {**config["train"], "grad_accum_steps": 2}}
+    return [r for r in train(from_dict(config)).history if "loss" in r]
+
+
+def _assert_same_optimisation(a: list[dict], b: list[dict]) -> None:
+    a = [r for r in a if "loss" in r]
+    assert len(a) == len(b) >= 2
+    for x, y in zip(a, b, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5), (x, y)
+        assert x["grad_norm"] == pytest.approx(y["grad_norm"], rel=1e-4), (x, y)
+
+
+def test_gradient_accumulation_with_holes_and_trimming_equals_one_micro_batch(tmp_path: Path) -> None:
+    # Labels with 0-60% holes, trimmed loss: 2 micro-batches of 2 equal 1 of 4 (per-micro-batch denominators
+    # differed by about 1%).
+    data = {"train": [{"type": "synthetic", "n": 12, "size": [56, 70], "holes": 0.6}], "val": []}
+    config = teacher_config(tmp_path / "one", data=data, loss={"trim": 0.1}, train={"max_steps": 2, "ckpt_every": 9})
+    _assert_same_optimisation(train(from_dict(config)).history, _accumulated_log(tmp_path / "two", config))
 
 
 def test_tensorboard_events_hold_the_logged_scalars(tmp_path: Path) -> None:
@@ -308,7 +333,7 @@ def test_encoder_init_from_dinov2_formats_and_mismatches(tmp_path: Path) -> None
 
 # ------------------------------------------------------------------------------------------- error paths
 def test_non_finite_steps_are_skipped_then_training_stops(tmp_path: Path, monkeypatch, capsys) -> None:
-    def nan_loss(self, pred, features, batch, regions):
+    def nan_loss(self, pred, features, batch, regions, totals):
         return {"loss": pred.float().mean() * float("nan")}
 
     monkeypatch.setattr(Trainer, "_loss", nan_loss)

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,6 +50,7 @@ from ..distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_mean,
+    all_reduce_sum,
     barrier,
     cleanup_distributed,
     init_distributed,
@@ -593,7 +593,15 @@ class Trainer:
         return path
 
     # -- loop pieces
-    def _loss(self, pred: torch.Tensor, features: torch.Tensor | None, batch: dict[str, Any], regions) -> dict:
+    def _loss(
+        self,
+        pred: torch.Tensor,
+        features: torch.Tensor | None,
+        batch: dict[str, Any],
+        regions: torch.Tensor | None,
+        totals: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """This micro-batch's share of the global batch's loss (``totals``: the global denominators)."""
         cfg = self.config
         pred = pred.float()
         mask = batch["valid_mask"]
@@ -608,9 +616,10 @@ class Trainer:
                 min_depth=cfg.loss.min_depth,
                 max_depth=cfg.model.max_depth,
                 reduction=cfg.loss.reduction,
+                totals=totals["silog"],
             )
             return {"loss": loss, "silog": loss.detach()}
-        terms = self.criterion.compute(pred, batch["disparity"], mask, regions)
+        terms = self.criterion.compute(pred, batch["disparity"], mask, regions, totals["depth"])
         if features is not None and self.frozen_encoder is not None:
             from .losses import feature_alignment_loss
 
@@ -618,10 +627,52 @@ class Trainer:
                 reference = self.frozen_encoder.get_intermediate_layers(
                     batch["image"], (self.model.intermediate_layer_idx[-1],)
                 )[0]
-            feat = feature_alignment_loss(features.float(), reference.float(), threshold=cfg.loss.feature_threshold)
+            feat = feature_alignment_loss(
+                features.float(), reference.float(), threshold=cfg.loss.feature_threshold, total=totals["tokens"]
+            )
             terms["loss"] = terms["loss"] + cfg.loss.feature_weight * feat
             terms["feat"] = feat.detach()
         return terms
+
+    def _silog_totals(self, pred: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        from .losses import silog_totals
+
+        cfg = self.config
+        return silog_totals(
+            pred.float(),
+            batch["depth_m"],
+            batch["valid_mask"],
+            min_depth=cfg.loss.min_depth,
+            max_depth=cfg.model.max_depth,
+            reduction=cfg.loss.reduction,
+        )
+
+    def _global_totals(self, window: list[tuple[dict[str, Any], Any]]) -> dict[str, torch.Tensor] | None:
+        """The loss denominators of the global batch (all ranks, all micro-batches of this step), all-reduced.
+
+        Relative stages: from the labels alone (:meth:`DepthLoss.totals`) and the token count. The metric stage's
+        SiLog needs the predictions' pooled statistics: with accumulation, a no-grad forward pass over the window
+        gets them first (one extra forward per step, the price of an exact square root over the global batch);
+        without accumulation they are taken from the training forward itself (``None`` here).
+        """
+        cfg = self.config
+        if cfg.stage == "metric":
+            if cfg.train.grad_accum_steps == 1:
+                return None
+            parts = []
+            with torch.no_grad():
+                for batch, _ in window:
+                    with _autocast(self.device, cfg.train.precision):
+                        pred, _ = self.runner(batch["image"], False)
+                    parts.append(self._silog_totals(pred, batch))
+            return {"silog": all_reduce_sum(torch.stack(parts).sum(0).to(self.device))}
+        local = torch.stack([self.criterion.totals(b["disparity"], b["valid_mask"], r) for b, r in window]).sum(0)
+        tokens = sum(
+            b["image"].shape[0] * (b["image"].shape[-2] // PATCH_SIZE) * (b["image"].shape[-1] // PATCH_SIZE)
+            for b, _ in window
+        )
+        packed = all_reduce_sum(torch.cat([local, local.new_tensor([tokens])]).to(self.device))
+        return {"depth": packed[:-1], "tokens": packed[-1]}
 
     def _batch_iter(self) -> Iterator[dict[str, Any]]:
         for batch in self.batches:
@@ -630,13 +681,11 @@ class Trainer:
                 for k, v in batch.items()
             }
 
-    def _train_step(self, data: Iterator[dict[str, Any]]) -> dict[str, float]:
+    def _micro_batches(self, data: Iterator[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
+        """The step's ``grad_accum_steps`` micro-batches of this rank, CutMix applied: ``(batch, regions)``."""
         cfg = self.config
-        t = cfg.train
-        accum = t.grad_accum_steps
-        sums: dict[str, torch.Tensor] = {}
-        finite = True
-        for micro in range(accum):
+        window = []
+        for micro in range(cfg.train.grad_accum_steps):
             batch = next(data)
             regions = None
             if cfg.data.cutmix > 0 and cfg.stage != "metric":
@@ -646,6 +695,23 @@ class Trainer:
                 g.manual_seed(mix_seed(cfg.seed, self.step, micro, self.dist.rank, 0xC07))
                 batch = cutmix_batch(batch, p=cfg.data.cutmix, generator=g)
                 regions = batch["cutmix_region"]
+            window.append((batch, regions))
+        return window
+
+    def _train_step(self, data: Iterator[dict[str, Any]]) -> dict[str, float]:
+        """One optimiser step. Every loss term is normalised by the *global* batch's denominators (all ranks, all
+        micro-batches), so each micro-batch's backward adds its exact share of the global loss's gradient; the
+        factor ``world_size`` undoes DDP's / FSDP's averaging of the ranks' gradients. The result equals one
+        process with the whole batch in one micro-batch, within float rounding."""
+        cfg = self.config
+        t = cfg.train
+        accum = t.grad_accum_steps
+        world = self.dist.world_size
+        sums: dict[str, torch.Tensor] = {}
+        finite = True
+        window = self._micro_batches(data)
+        totals = self._global_totals(window)
+        for micro, (batch, regions) in enumerate(window):
             sync = micro == accum - 1 or not self.dist.is_distributed or self.fsdp
             context = contextlib.nullcontext() if sync else self.wrapped.no_sync()
             if self.fsdp:
@@ -653,12 +719,15 @@ class Trainer:
             with context:
                 with _autocast(self.device, t.precision):
                     pred, features = self.runner(batch["image"], self.frozen_encoder is not None)
-                terms = self._loss(pred, features, batch, regions)
+                if totals is None:  # metric stage without accumulation: SiLog's statistics from this forward
+                    totals = {"silog": all_reduce_sum(self._silog_totals(pred.detach(), batch).to(self.device))}
+                terms = self._loss(pred, features, batch, regions, totals)
                 loss = terms["loss"]
                 finite = finite and bool(torch.isfinite(loss.detach()))
-                self.scaler.scale(loss / accum).backward()
+                self.scaler.scale(loss * world).backward()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().float() / accum
+                # Shares of the global loss: summed over micro-batches here, averaged over ranks when logged.
+                sums[k] = sums.get(k, 0.0) + v.detach().float() * world
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.module.parameters() if p.requires_grad]
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
@@ -813,12 +882,3 @@ class Trainer:
 def train(config: TrainConfig, *, resume: str | Path | None = None) -> TrainResult:
     """Run one training job (see :class:`Trainer`)."""
     return Trainer(config, resume=resume).fit()
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (the trainer seeds its own streams; this is for scripts)."""
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    torch.manual_seed(seed)
