@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from training_fixtures import live_teacher, teacher_config, write_images, write_pseudo_shards
+from training_fixtures import teacher_config, write_images, write_pseudo_shards
 
 from depth_anything_v2 import load_model
 from depth_anything_v2.cli import main
@@ -24,10 +24,8 @@ from depth_anything_v2.training.trainer import (
     Trainer,
     TrainingError,
     build_training_model,
-    load_encoder_init,
     train,
 )
-from depth_anything_v2.weights.checkpoints import CheckpointError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -295,40 +293,6 @@ def test_tensorboard_events_hold_the_logged_scalars(tmp_path: Path) -> None:
     assert [s for s, _ in scalars] == [s for s, _ in losses]
     np.testing.assert_allclose([v for _, v in scalars], [v for _, v in losses], rtol=1e-6)
     assert "val/abs_rel" in events.Tags()["scalars"]
-
-
-def test_encoder_init_from_dinov2_formats_and_mismatches(tmp_path: Path) -> None:
-    from safetensors.torch import save_file
-
-    source = live_teacher(seed=3)
-    encoder = {k: v.clone() for k, v in source.pretrained.state_dict().items()}
-    # torch-hub DINOv2 files: bare keys, without the (unused) mask token.
-    bare = {k: v for k, v in encoder.items() if k != "mask_token"}
-    torch.save(bare, tmp_path / "dinov2_bare.pth")
-    save_file({f"pretrained.{k}": v for k, v in encoder.items()}, tmp_path / "prefixed.safetensors")
-    for path in (tmp_path / "dinov2_bare.pth", tmp_path / "prefixed.safetensors"):
-        model = live_teacher(seed=4)
-        head_before = model.depth_head.scratch.output_conv1.weight.clone()
-        load_encoder_init(model, path)
-        assert all(torch.equal(v, encoder[k]) for k, v in model.pretrained.state_dict().items() if k != "mask_token")
-        assert torch.equal(model.depth_head.scratch.output_conv1.weight, head_before)  # head untouched
-    # transformers Dinov2Model (the -hf DINOv2 layout), converted through the checkpoint module.
-    from depth_anything_v2.weights.checkpoints import reference_to_hf
-
-    hf = reference_to_hf({f"pretrained.{k}": v for k, v in encoder.items()})
-    save_file({k[len("backbone.") :]: v.contiguous() for k, v in hf.items()}, tmp_path / "model.safetensors")
-    model = live_teacher(seed=4)
-    load_encoder_init(model, tmp_path / "model.safetensors")
-    assert torch.equal(model.pretrained.blocks[2].attn.qkv.weight, encoder["blocks.2.attn.qkv.weight"])
-    # Wrong sizes and foreign keys are refused by name.
-    torch.save({**bare, "register_tokens": torch.zeros(1, 4, 32)}, tmp_path / "reg.pth")
-    with pytest.raises(CheckpointError, match=r"1 unexpected \['register_tokens'\]"):
-        load_encoder_init(live_teacher(), tmp_path / "reg.pth")
-    torch.save({**bare, "pos_embed": torch.zeros(1, 5, 32)}, tmp_path / "pos.pth")
-    with pytest.raises(CheckpointError, match=r"pos_embed: expected \(1, 1370, 32\), found \(1, 5, 32\)"):
-        load_encoder_init(live_teacher(), tmp_path / "pos.pth")
-    with pytest.raises(CheckpointError, match="has no depth_head"):
-        load_encoder_init(live_teacher(), tmp_path / "dinov2_bare.pth", include_head=True)
 
 
 # ------------------------------------------------------------------------------------------- error paths

@@ -57,7 +57,8 @@ from ..distributed import (
     wrap_model,
 )
 from ..dpt import DepthAnythingV2
-from ..weights.checkpoints import CheckpointError, hf_to_reference, is_hf_state_dict, read_checkpoint
+from ..weights.checkpoints import CheckpointError
+from ..weights.dinov2 import load_encoder_init
 from . import checkpointing as ckpt_io
 from .config import ConfigError, TrainConfig, config_to_dict, dump_config
 from .data import StreamBatches, build_train_batches, build_val_dataset, mix_seed
@@ -87,59 +88,6 @@ class TrainingError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------------- model
-def _init_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
-    """Any supported weights file -> reference key names (encoder under ``pretrained.``)."""
-    state, hf_config, _ = read_checkpoint(source)
-    if any(k.startswith("embeddings.") for k in state):  # transformers Dinov2Model
-        return hf_to_reference({f"backbone.{k}": v for k, v in state.items()})
-    if hf_config is not None or is_hf_state_dict(state):  # transformers Depth Anything
-        return hf_to_reference(state)
-    if not any(k.startswith(("pretrained.", "depth_head.")) for k in state):  # bare DINOv2 (torch hub files)
-        return {f"pretrained.{k}": v for k, v in state.items()}
-    return state
-
-
-def _load_part(module: nn.Module, part: dict[str, torch.Tensor], what: str, source: Any) -> None:
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(part))
-    unexpected = sorted(set(part) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{source}: the {what} weights do not match the model: {len(missing)} missing {missing[:6]}, "
-            f"{len(unexpected)} unexpected {unexpected[:6]}"
-        )
-    bad = [
-        f"{k}: expected {tuple(expected[k].shape)}, found {tuple(v.shape)}"
-        for k, v in part.items()
-        if v.shape != expected[k].shape
-    ]
-    if bad:
-        raise CheckpointError(f"{source}: {what} shapes do not match the model's encoder: " + "; ".join(bad[:4]))
-    module.load_state_dict(part, strict=True)
-
-
-def load_encoder_init(model: DepthAnythingV2, source: str | Path, *, include_head: bool = False) -> None:
-    """Initialise ``model``'s encoder (and optionally its head) from a weights file.
-
-    Accepts a Depth Anything checkpoint of any format ``load_model`` reads (its ``pretrained.*`` part; its head
-    only with ``include_head``), a bare DINOv2 state dict (torch-hub ``dinov2_vit*14_pretrain.pth`` keys
-    ``cls_token``, ``blocks.N...``), or a transformers ``Dinov2Model`` file/directory. A missing
-    ``mask_token`` (never used) is filled with zeros. Mismatches raise ``CheckpointError`` naming the keys.
-    """
-    state = _init_state_dict(source)
-    encoder = {k[len("pretrained.") :]: v for k, v in state.items() if k.startswith("pretrained.")}
-    if not encoder:
-        raise CheckpointError(f"{source}: no encoder weights found (expected pretrained.* or DINOv2 keys)")
-    encoder.setdefault("mask_token", torch.zeros_like(model.pretrained.mask_token))
-    _load_part(model.pretrained, encoder, "encoder", source)
-    if include_head:
-        head = {k[len("depth_head.") :]: v for k, v in state.items() if k.startswith("depth_head.")}
-        if not head:
-            raise CheckpointError(f"{source}: model.init_head is set, but the file has no depth_head.* weights")
-        _load_part(model.depth_head, head, "head", source)
-    log.info("initialised the encoder%s from %s", " and head" if include_head else "", source)
-
-
 def build_training_model(config: TrainConfig) -> DepthAnythingV2:
     """The stage's network: seeded random init, ``model.init`` loaded, unused parameters frozen."""
     from ..weights.loading import build_model
