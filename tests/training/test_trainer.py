@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from training_fixtures import teacher_config, write_images, write_pseudo_shards
+from training_fixtures import live_teacher, teacher_config, write_images, write_pseudo_shards
 
 from depth_anything_v2 import load_model
 from depth_anything_v2.cli import main
@@ -365,3 +365,33 @@ def test_validation_scores_an_oracle_as_perfect_and_a_flipped_map_as_poor() -> N
     assert perfect["metrics"]["abs_rel"] < 1e-4 and perfect["metrics"]["d1"] == 1.0
     flipped = evaluate_model(Replay([d.flip(0) for d in disparity]), scenes, input_size=56)
     assert flipped["metrics"]["abs_rel"] > 0.2 and flipped["metrics"]["d1"] < 0.7
+
+
+def test_validation_scores_exactly_what_the_predictor_and_eval_predict() -> None:
+    from depth_anything_v2.data.synthetic import SyntheticScenes
+    from depth_anything_v2.evaluation.metrics import score_pairs
+    from depth_anything_v2.inference.predictor import DepthPredictor
+    from depth_anything_v2.training.trainer import evaluate_model
+
+    scenes = SyntheticScenes(2, (50, 66), seed=4, target="depth")  # resized to 56 x 74 and back
+    model = live_teacher(seed=1).eval()
+    predictor = DepthPredictor(model, input_size=56)
+    rgb = [scenes.render(i).image_rgb for i in range(2)]
+    preds = [predictor.predict(im).depth for im in rgb]
+    batch = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2)
+    np.testing.assert_array_equal(predictor.predict_tensor(batch[:1]).numpy(), preds[0][None])
+    np.testing.assert_allclose(predictor.predict_tensor(batch).numpy(), np.stack(preds), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"expected RGB uint8 images of shape \(B, 3, H, W\), got torch.float32"):
+        predictor.predict_tensor(batch.float())
+    got = evaluate_model(model, scenes, input_size=56)
+    abs_rel = [
+        score_pairs(
+            [(pred, scenes[i]["depth_m"].numpy(), scenes[i]["valid_mask"].numpy())],
+            alignment="scale_shift_disparity",
+            kind="disparity",
+            min_depth=1e-3,
+            max_depth=math.inf,
+        )["metrics"]["abs_rel"]
+        for i, pred in enumerate(preds)
+    ]
+    assert got["metrics"]["abs_rel"] == pytest.approx(sum(abs_rel) / 2, rel=1e-9)

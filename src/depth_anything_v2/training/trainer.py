@@ -159,9 +159,10 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Score a model on a dataset of ``{"image", "depth_m", "valid_mask"}`` samples (native resolution).
 
-    Each image (normalised tensor ``(3, H, W)``) is resized bicubically to
-    :func:`~depth_anything_v2.inference.transforms.working_size` for ``input_size``, predicted, and the prediction resized
-    back to ``(H, W)`` (bilinear, align_corners=True, as the reference). ``alignment="auto"``: relative models
+    Each image goes through :meth:`DepthPredictor.predict_tensor
+    <depth_anything_v2.inference.predictor.DepthPredictor.predict_tensor>`: the reference pre-processing at
+    ``input_size`` and the prediction resized back to ``(H, W)``, the path ``depth-anything eval`` takes, so a
+    validation score is what ``eval`` reports for the checkpoint. ``alignment="auto"``: relative models
     get least-squares scale and shift in disparity space (the paper's protocol), metric ones none. Metrics
     (:data:`depth_anything_v2.evaluation.metrics.METRIC_NAMES`) are averaged per image, in dataset order, so the
     result is the same on any number of ranks (each rank scores indices ``rank::world_size``; every rank must
@@ -171,34 +172,32 @@ def evaluate_model(
         ``{"metrics": {...}, "num_images": n, "num_skipped": k, "alignment": ...}``.
     """
     from ..evaluation.metrics import METRIC_NAMES, score_pairs
-    from ..inference.transforms import resize_prediction, working_size
+    from ..inference.predictor import DepthPredictor
 
     core = model.model if isinstance(model, TrainingModule) else model
     metric = bool(core.is_metric) if is_metric is None else is_metric
     if alignment == "auto":
         alignment = "none" if metric else "scale_shift_disparity"
     kind = "depth" if metric else "disparity"
-    param = next(model.parameters())
-    device = param.device
+    device = next(model.parameters()).device
     n = len(dataset) if limit is None else min(limit, len(dataset))
     mine = list(range(rank, n, world_size))
     rounds = math.ceil(n / world_size) if n else 0  # FSDP: every rank runs the same number of forwards
     was_training = model.training
     model.eval()
+    predictor = DepthPredictor(core, input_size=input_size)  # keeps the model's device and (fp32) dtype
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, precision):
+            out = forward(x) if forward is not None else model(x)
+        return out[0] if isinstance(out, tuple) else out
+
     records = []
-    run = forward or (lambda x: model(x))
     try:
         for r in range(rounds):
             index = mine[r] if r < len(mine) else (mine[-1] if mine else 0)
             sample = dataset[index]
-            image = sample["image"]
-            height, width = image.shape[-2:]
-            h, w = working_size(height, width, input_size)
-            x = F.interpolate(image[None].to(device), (h, w), mode="bicubic", align_corners=False)
-            with _autocast(device, precision):
-                out = run(x)
-            pred = out[0] if isinstance(out, tuple) else out
-            pred = resize_prediction(pred.float(), (height, width))[0].cpu().numpy()
+            pred = predictor.predict_tensor(_to_uint8_rgb(sample["image"]), forward=run)[0].cpu().numpy()
             if r >= len(mine):
                 continue  # padding round
             res = score_pairs(
@@ -220,6 +219,16 @@ def evaluate_model(
         "num_skipped": len(gathered) - len(scored),
         "alignment": alignment,
     }
+
+
+def _to_uint8_rgb(image: torch.Tensor) -> torch.Tensor:
+    """A dataset's ImageNet-normalised ``(3, H, W)`` float image back to the RGB uint8 pixels it was made from
+    (exact: ``make_sample`` normalises ``uint8 / 255`` in float32, far from the 0.5 rounding boundary)."""
+    from ..configs import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64)[:, None, None]
+    return ((image.double().cpu() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
 # ---------------------------------------------------------------------------------------------- trainer
