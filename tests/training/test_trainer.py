@@ -395,3 +395,50 @@ def test_validation_scores_exactly_what_the_predictor_and_eval_predict() -> None
         for i, pred in enumerate(preds)
     ]
     assert got["metrics"]["abs_rel"] == pytest.approx(sum(abs_rel) / 2, rel=1e-9)
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients() -> None:
+    from depth_anything_v2.training.trainer import TrainingModule, checkpoint_blocks
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 56, 70)
+    grads = []
+    for checkpointed in (False, True):
+        model = live_teacher(seed=2)
+        if checkpointed:
+            checkpoint_blocks(model.pretrained.blocks)
+        pred, _ = TrainingModule(model)(x)
+        loss = (pred**2).mean()
+        loss.backward()
+        grads.append(
+            (float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+    assert grads[0][0] == grads[1][0]
+    assert grads[0][1].keys() == grads[1][1].keys()
+    for name, g in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][name], g, rtol=1e-6, atol=1e-8, msg=name)
+
+
+def test_memory_estimate_for_the_papers_vitg_teacher(tmp_path: Path, capsys) -> None:
+    from depth_anything_v2.training.memory import estimate_memory
+
+    config = teacher_config(
+        tmp_path,
+        model={"encoder": "vitg"},
+        data={"train": [{"type": "synthetic", "n": 8}], "crop_size": 518},
+        train={"batch_size": 32, "precision": "bf16", "strategy": "fsdp"},
+    )
+    plain = estimate_memory(from_dict(config), 8)
+    assert plain.num_parameters == 1_258_132_225 and plain.micro_batch == 4
+    # Sharded fp32 Adam moments: 8 bytes x trainable parameters (all but the unused mask token and
+    # refinenet4.resConfUnit1) / 8 GPUs.
+    assert plain.optimizer == 8 * 1_255_475_713 / 8
+    config["train"]["activation_checkpointing"] = True
+    checkpointed = estimate_memory(from_dict(config), 8)
+    assert checkpointed.activations < plain.activations / 4 and checkpointed.parameters == plain.parameters
+    path = _write_yaml(tmp_path / "g.yaml", config)
+    assert main(["train", "--config", str(path), "--estimate-memory", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "1258.1M parameters, 8 GPU(s), micro-batch 4" in out and "activations" in out
+    assert main(["train", "--config", str(path), "--estimate-memory", "3"]) == 2  # 32 is not divisible by 3
+    assert "not divisible by world size 3" in capsys.readouterr().err

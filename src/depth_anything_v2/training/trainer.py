@@ -60,7 +60,7 @@ from ..dpt import DepthAnythingV2
 from ..weights.checkpoints import CheckpointError
 from ..weights.dinov2 import load_encoder_init
 from . import checkpointing as ckpt_io
-from .config import ConfigError, TrainConfig, config_to_dict, dump_config
+from .config import ConfigError, TrainConfig, config_to_dict, dump_config, fsdp_param_dtype
 from .data import StreamBatches, build_train_batches, build_val_dataset, mix_seed
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ __all__ = [
     "TrainingError",
     "TrainingModule",
     "build_training_model",
+    "checkpoint_blocks",
     "evaluate_model",
     "load_encoder_init",
     "train",
@@ -109,6 +110,17 @@ def build_training_model(config: TrainConfig) -> DepthAnythingV2:
         if name.startswith(UNUSED_PARAMETERS):
             p.requires_grad_(False)
     return model
+
+
+def checkpoint_blocks(blocks: nn.ModuleList) -> None:
+    """Activation checkpointing per encoder block: each block keeps only its input and recomputes the rest in
+    the backward pass (``torch.utils.checkpoint``, non-reentrant). The parameters and their names are unchanged
+    (``forward`` is wrapped on the instance), so checkpoints and FSDP's per-block sharding are unaffected."""
+    from torch.utils.checkpoint import checkpoint
+
+    for block in blocks:
+        inner = block.forward
+        block.forward = lambda x, inner=inner: checkpoint(inner, x, use_reentrant=False)  # type: ignore[method-assign]
 
 
 class TrainingModule(nn.Module):
@@ -339,8 +351,17 @@ class Trainer:
             # The frozen reference is the encoder as initialised (DINOv2), before any training step.
             self.frozen_encoder = copy.deepcopy(self.model.pretrained).requires_grad_(False).eval().to(self.device)
         self.model.to(self.device)
+        if t.activation_checkpointing:
+            checkpoint_blocks(self.model.pretrained.blocks)
         self.module = TrainingModule(self.model)
-        self.wrapped = wrap_model(self.module, t.strategy, self.dist, list(self.model.pretrained.blocks))
+        self.wrapped = wrap_model(
+            self.module,
+            t.strategy,
+            self.dist,
+            list(self.model.pretrained.blocks),
+            param_dtype=fsdp_param_dtype(cfg),
+            reduce_dtype=torch.bfloat16 if t.fsdp_reduce_dtype == "bf16" else torch.float32,
+        )
         self.runner = torch.compile(self.wrapped) if t.compile else self.wrapped
         self.fsdp = self.dist.is_distributed and t.strategy == "fsdp"
 
