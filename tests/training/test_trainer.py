@@ -175,12 +175,66 @@ def test_student_on_shards_resumes_exactly_with_workers_cutmix_and_feature_align
     )
     a, b = _resume_matches(tmp_path, config, stop=3)
     _assert_same_state(a, b)
+    # The resume seeked: the checkpoint holds both workers' stream positions.
+    saved = _load(ckpt_io.checkpoint_path(Path(config["output_dir"]) / "checkpoints", 3))
+    assert [sorted(c) for c in saved["ranks"][0]["cursors"]] == [sorted(CURSOR_KEYS)] * 2
     log = [json.loads(ln) for ln in (Path(config["output_dir"]) / "train_log.jsonl").open()]
     losses = [r for r in log if "loss" in r]
     # Student loss terms: the trimmed SSI + GM, and feature alignment against the frozen initial encoder
     # (zero at step 1: the student starts as that encoder, every token is above the 0.85 threshold).
     assert losses[0]["feat"] == 0.0 and all(math.isfinite(r["feat"]) for r in losses)
     assert a["stage"] == "student" and a["config"]["loss"]["trim"] == 0.1
+
+
+CURSOR_KEYS = ("epoch", "shard", "offset", "draining", "buffer", "rng", "count")
+
+
+def test_a_resumed_shard_stream_seeks_instead_of_replaying(tmp_path: Path, monkeypatch) -> None:
+    import depth_anything_v2.data.shards as shards_module
+    from depth_anything_v2.training.data import ShardBatches, StreamBatches
+
+    write_pseudo_shards(tmp_path / "pseudo", shards=2, per_shard=8)  # 8 batches of 2 per epoch
+
+    def stream(**resume) -> StreamBatches:
+        source = ShardBatches(str(tmp_path / "pseudo"), transform=None, micro_batch=2, seed=0, rank=0,
+                              world_size=1, shuffle_buffer=3)  # fmt: skip
+        return StreamBatches(source, world_size=1, num_workers=0, pin_memory=False, **resume)
+
+    counts = {"read": 0, "decoded": 0}
+    iter_tar, decode_field = shards_module._iter_tar, shards_module.decode_field
+
+    def counted_iter_tar(*args):
+        for sample in iter_tar(*args):
+            counts["read"] += 1
+            yield sample
+
+    def counted_decode(field, data):
+        counts["decoded"] += field == "png"
+        return decode_field(field, data)
+
+    monkeypatch.setattr(shards_module, "_iter_tar", counted_iter_tar)
+    monkeypatch.setattr(shards_module, "decode_field", counted_decode)
+    full, states = stream(), []
+    batches = []
+    for batch in full:
+        batches.append(batch["disparity"])
+        states.append(torch.load(_roundtrip(full.cursors, tmp_path), weights_only=True))  # plain data
+        if len(batches) == 12:
+            break
+    # Mid-epoch with a full shuffle buffer, while draining the buffer at the epoch's end, in the next epoch.
+    for stop in (3, 7, 9):
+        counts.update(read=0, decoded=0)
+        resumed = iter(stream(position=stop, cursors=states[stop - 1]))
+        again = [next(resumed)["disparity"] for _ in range(3)]
+        assert all(torch.equal(x, y) for x, y in zip(again, batches[stop : stop + 3], strict=True)), stop
+        # Nothing before the resume point is decoded; only the shuffle buffer (3 samples) is read again.
+        assert counts["decoded"] == 6 and counts["read"] <= 3 + 6, (stop, counts)
+
+
+def _roundtrip(value, tmp_path: Path) -> Path:
+    path = tmp_path / "cursors.pt"
+    torch.save(value, path)
+    return path
 
 
 # ------------------------------------------------------------------------------------ checkpoints and use

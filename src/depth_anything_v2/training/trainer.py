@@ -371,6 +371,7 @@ class Trainer:
 
         self.step = 0
         self.micro_batches = 0
+        self.data_cursors: list | None = None
         self.best: dict[str, Any] | None = None
         self.last_val: dict[str, Any] | None = None
         self.skipped_steps = 0
@@ -385,6 +386,7 @@ class Trainer:
             world_size=world,
             pin_memory=self.device.type == "cuda",
             position=self.micro_batches,
+            cursors=self.data_cursors,
         )
         if resume_state is not None:
             self._restore_rng(resume_state)
@@ -485,6 +487,7 @@ class Trainer:
         ranks = state.get("ranks") or []
         if len(ranks) == self.dist.world_size:
             self.micro_batches = int(ranks[self.dist.rank]["micro_batches"])
+            self.data_cursors = ranks[self.dist.rank].get("cursors")
         else:
             # Another world size: continue at the same global sample count, in a fresh order.
             self.micro_batches = self.step * self.config.train.grad_accum_steps
@@ -554,6 +557,7 @@ class Trainer:
             "rng": ckpt_io.get_rng_state(),
             "micro_batches": self.batches.position,
             "num_workers": getattr(self.batches, "num_workers", self.config.data.num_workers),
+            "cursors": getattr(self.batches, "cursors", None),
         }
         ranks = all_gather_objects(rank_state)
         path = None
