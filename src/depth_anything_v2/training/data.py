@@ -43,6 +43,8 @@ __all__ = [
     "MapBatches",
     "SeededDataset",
     "ShardBatches",
+    "ShardCursor",
+    "StreamBatches",
     "build_dataset",
     "build_train_batches",
     "build_val_dataset",
