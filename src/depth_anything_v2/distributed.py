@@ -26,6 +26,7 @@ __all__ = [
     "DistInfo",
     "all_gather_objects",
     "all_reduce_mean",
+    "all_reduce_sum",
     "barrier",
     "broadcast_object",
     "cleanup_distributed",
@@ -129,12 +130,29 @@ def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str,
     return dict(zip(keys, t.tolist(), strict=True))
 
 
-def wrap_model(module: nn.Module, strategy: str, info: DistInfo, shard_modules: list[nn.Module]) -> nn.Module:
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over ranks (in place; returned). One process: unchanged."""
+    if _active():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def wrap_model(
+    module: nn.Module,
+    strategy: str,
+    info: DistInfo,
+    shard_modules: list[nn.Module],
+    *,
+    param_dtype: torch.dtype | None = None,
+    reduce_dtype: torch.dtype | None = None,
+) -> nn.Module:
     """Wrap ``module`` for data-parallel training when several processes run.
 
     ``ddp``: ``DistributedDataParallel`` (gradients all-reduced, every rank holds everything). ``fsdp``:
     ``torch.distributed.fsdp.fully_shard`` (FSDP2) on each of ``shard_modules`` (the encoder blocks) and on the
     root, so parameters, gradients and optimiser state are split across ranks: the option for the giant encoder.
+    ``param_dtype`` / ``reduce_dtype``: FSDP's mixed precision (gathered parameters, gradient reduction; the
+    shards stay fp32).
     One process: returned unchanged.
     """
     if not info.is_distributed:
@@ -145,11 +163,12 @@ def wrap_model(module: nn.Module, strategy: str, info: DistInfo, shard_modules: 
         return DistributedDataParallel(module, device_ids=[info.device.index] if info.device.type == "cuda" else None)
     if strategy == "fsdp":
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = init_device_mesh(info.device.type, (info.world_size,))
+        policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
         for sub in shard_modules:
-            fully_shard(sub, mesh=mesh)
-        fully_shard(module, mesh=mesh)
+            fully_shard(sub, mesh=mesh, mp_policy=policy)
+        fully_shard(module, mesh=mesh, mp_policy=policy)
         return module
     raise ValueError(f"expected strategy 'ddp' or 'fsdp', got {strategy!r}")

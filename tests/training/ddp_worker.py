@@ -1,7 +1,7 @@
 """Run by tests/training/test_ddp.py under ``python -m torch.distributed.run --nproc_per_node 2``.
 
 Trains the same tiny teacher config twice in one process group, once with DDP and once with FSDP2 (each rank a
-share of the global batch; FSDP also with gradient accumulation), so the test can compare the final weights with
+share of the global batch; FSDP also with gradient accumulation and activation checkpointing), so the test can compare the final weights with
 a one-process run of the same global batch. Arguments: a JSON file holding the config dict, and the output root.
 """
 
@@ -27,7 +27,7 @@ def main() -> None:
     for strategy, accum in (("ddp", 1), ("fsdp", 2)):
         data = json.loads(json.dumps(base))
         data["output_dir"] = f"{out_root}/{strategy}"
-        data["train"].update(strategy=strategy, grad_accum_steps=accum)
+        data["train"].update(strategy=strategy, grad_accum_steps=accum, activation_checkpointing=strategy == "fsdp")
         result = train(from_dict(data))
         assert result.step == data["train"]["max_steps"], result.step
     dist.destroy_process_group()

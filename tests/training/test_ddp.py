@@ -1,4 +1,5 @@
-"""Two-process training on the CPU (gloo, through torchrun) matches one process with the same global batch."""
+"""Two-process training on the CPU (gloo, through torchrun) matches one process with the same global batch, with
+labels holding 0-60% invalid pixels (the loss denominators are global, not per rank)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _config(tmp_path: Path) -> dict:
         "seed": 3,
         "model": {"encoder": "tiny"},
         "data": {
-            "train": [{"type": "synthetic", "n": 12, "size": [56, 70]}],
+            "train": [{"type": "synthetic", "n": 12, "size": [56, 70], "holes": 0.6}],
             "val": [{"type": "synthetic", "n": 2, "size": [56, 70], "seed": 5}],
             "crop_size": 56,
             "num_workers": 0,
@@ -56,8 +57,16 @@ def test_two_process_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
     initial = _initial(config)
     moved = max((reference["model"][k] - v).abs().max().item() for k, v in initial.items())
     assert moved > 1e-3  # training did change the weights
+    ref_log = [r for r in single.history if "loss" in r]
     for strategy in ("ddp", "fsdp"):
         run = torch.load(tmp_path / strategy / "final.pt", weights_only=True)
+        log = [json.loads(ln) for ln in (tmp_path / strategy / "train_log.jsonl").open()]
+        log = [r for r in log if "loss" in r]
+        # Step by step, the global batch's loss and gradient norm: equal within float rounding (per-rank
+        # denominators differed by ~1% here).
+        for a, b in zip(log, ref_log, strict=True):
+            assert abs(a["loss"] - b["loss"]) <= 1e-5 * b["loss"], (strategy, a, b)
+            assert abs(a["grad_norm"] - b["grad_norm"]) <= 1e-3 * b["grad_norm"], (strategy, a, b)
         assert run["step"] == reference["step"] == 3
         assert sorted(run["model"]) == sorted(reference["model"])
         # The last bias shifts the output, and the loss is shift-invariant: its gradient is zero in exact
@@ -69,7 +78,7 @@ def test_two_process_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
         )
         # Same global batch, same samples and augmentations: only float summation order differs. (Giving both
         # ranks the same samples, or not averaging gradients, differs by a sizeable fraction of `moved`.)
-        assert worst < 0.02 * moved, f"{strategy}: weights differ by {worst} (training moved them by {moved})"
+        assert worst < 0.01 * moved, f"{strategy}: weights differ by {worst} (training moved them by {moved})"
         # Validation (rank-sharded, gathered in dataset order) reports the same numbers.
         assert abs(run["val"]["metrics"]["abs_rel"] - reference["val"]["metrics"]["abs_rel"]) < 1e-3
         # The full step checkpoint records one RNG/data state per rank.

@@ -12,6 +12,7 @@ from depth_anything_v2.training.losses import (
     masked_quantile,
     normalize_minmax,
     silog_loss,
+    silog_totals,
     ssi_loss,
     ssi_residual,
     trim_mask,
@@ -133,7 +134,8 @@ def test_trim_drops_exactly_top_ten_percent_per_sample():
     outliers.view(-1)[torch.randperm(100, generator=g)[:10]] = True
     target = torch.where(outliers, target + 5.0 + _rand(1, 10, 10, seed=13).double(), target)
     residual, _ = ssi_residual(pred, target)
-    expected = (residual[~outliers] ** 2).sum() / (2 * 90)
+    # MiDaS' trimmed loss: the kept pixels' sum over 2M, M counting the trimmed pixels too.
+    expected = (residual[~outliers] ** 2).sum() / (2 * 100)
     assert float(ssi_loss(pred, target, trim=0.1)) == pytest.approx(float(expected), rel=1e-12)
     assert float(ssi_loss(pred, target, trim=0.1)) < 0.2 * float(ssi_loss(pred, target))
 
@@ -213,9 +215,9 @@ def test_empty_masks_give_zero_without_nan():
 def test_feature_alignment_hand_computed():
     student = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]], requires_grad=True)
     teacher = torch.tensor([[[2.0, 0.0], [1.0, 0.0], [1.0, 0.0]]])
-    # cos = 1 (ignored, above 0.85), 0, 0.7071 -> mean(1, 1 - 0.7071) over the 2 kept tokens.
+    # cos = 1 (ignored, above 0.85), 0, 0.7071 -> (1 + 1 - 0.7071) over all 3 tokens (V1: 1 - 1/HW sum cos).
     loss = feature_alignment_loss(student, teacher)
-    assert float(loss.detach()) == pytest.approx((1 + 1 - math.sqrt(0.5)) / 2, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx((1 + 1 - math.sqrt(0.5)) / 3, abs=1e-6)
     loss.backward()
     assert torch.all(student.grad[0, 0] == 0) and student.grad[0, 1:].abs().sum() > 0
     # (B, C, h, w) maps are the same computation over C.
@@ -265,3 +267,43 @@ def test_depth_loss_combines_and_regions():
         crit(pred, target[:, :8])
     with pytest.raises(ValueError, match="bool mask"):
         crit(pred, target, torch.ones(2, 16, 16))
+
+
+@pytest.mark.parametrize("reduction", ["batch", "image"])
+def test_shares_with_global_totals_add_up_to_the_whole_batch(reduction):
+    # A batch with 0-60% holes split in two parts (two ranks, or two accumulation micro-batches): with the summed
+    # totals, the parts' losses and gradients add up to the whole batch's; with their own denominators they don't.
+    g = torch.Generator().manual_seed(3)
+    pred = (torch.rand(4, 12, 14, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    target = torch.rand(4, 12, 14, generator=g, dtype=torch.float64) + 0.1
+    mask = torch.rand(4, 12, 14, generator=g) > torch.tensor([0.0, 0.2, 0.4, 0.6])[:, None, None]
+    regions = torch.rand(4, 12, 14, generator=g) > 0.5
+    parts = (slice(0, 1), slice(1, 4))  # unequal valid counts per part
+    crit = DepthLoss(trim=0.1, reduction=reduction)
+    feat_s = torch.rand(4, 6, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    feat_t = torch.rand(4, 6, 8, generator=g, dtype=torch.float64)
+
+    whole = [crit(pred, target, mask, regions), silog_loss(pred, target, mask, reduction=reduction)]
+    totals = sum(crit.totals(target[s], mask[s], regions[s]) for s in parts)
+    stotals = sum(silog_totals(pred[s], target[s], mask[s], reduction=reduction) for s in parts)
+    assert torch.equal(totals, crit.totals(target, mask, regions))
+    shares = [
+        (
+            crit.compute(pred[s], target[s], mask[s], regions[s], totals)["loss"],
+            silog_loss(pred[s], target[s], mask[s], reduction=reduction, totals=stotals),
+        )
+        for s in parts
+    ]
+    for k in range(2):
+        grad_whole = torch.autograd.grad(whole[k], pred, retain_graph=True)[0]
+        share_sum = shares[0][k] + shares[1][k]
+        grad_shares = torch.autograd.grad(share_sum, pred, retain_graph=True)[0]
+        assert float(share_sum.detach()) == pytest.approx(float(whole[k].detach()), rel=1e-10)
+        torch.testing.assert_close(grad_shares, grad_whole, rtol=1e-9, atol=1e-12)
+    # Each part on its own (today's per-rank normalisation) is a different optimisation.
+    local = crit(pred[:1], target[:1], mask[:1], regions[:1]) + crit(pred[1:], target[1:], mask[1:], regions[1:])
+    assert abs(float(local.detach()) / 2 - float(whole[0].detach())) > 1e-3 * float(whole[0].detach())
+    # The feature loss divides by all tokens: the shares add up too.
+    f_whole = feature_alignment_loss(feat_s, feat_t, threshold=0.9)
+    f_shares = sum(feature_alignment_loss(feat_s[s], feat_t[s], threshold=0.9, total=4 * 6) for s in parts)
+    assert float(f_shares) == pytest.approx(float(f_whole), rel=1e-12)

@@ -20,7 +20,7 @@ from training_fixtures import live_teacher, write_images
 from depth_anything_v2.cli import main
 from depth_anything_v2.data.shards import ShardDataset, decode_disparity, pseudo_label_to_training
 from depth_anything_v2.inference.predictor import DepthPredictor
-from depth_anything_v2.training.pseudo_label import MANIFEST_NAME, PseudoLabelError, pseudo_label
+from depth_anything_v2.training.pseudo_label import MANIFEST_NAME, PseudoLabelError, _plan, pseudo_label, shard_name
 from depth_anything_v2.weights.checkpoints import save_reference
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,7 +52,7 @@ def test_labels_are_the_teachers_disparity_within_the_stated_precision(tmp_path:
 
     monkeypatch.setattr(PIL.Image, "open", counting_open)
     report = pseudo_label(teacher, [str(tmp_path / "in")], tmp_path / "out", shard_size=3, batch_size=2, read_workers=2)
-    assert report.written == [0, 1, 2] and report.samples_written == 7 and not report.failures
+    assert report.written == [shard_name(i) for i in range(3)] and report.samples_written == 7 and not report.failures
     assert reads == Counter(p.name for p in paths)  # each image file read once (and decoded from those bytes)
     monkeypatch.undo()
     samples = _samples(tmp_path / "out")
@@ -79,7 +79,7 @@ def test_an_interrupted_job_resumes_with_exactly_one_copy_of_each_sample(tmp_pat
     teacher = _teacher()
     # Run 1: a time-boxed job writes one shard and stops.
     first = pseudo_label(teacher, [str(tmp_path / "in")], out, shard_size=3, max_shards=1, read_workers=0)
-    assert (first.written, first.remaining) == ([0], [1, 2])
+    assert (first.written, first.remaining) == ([shard_name(0)], [shard_name(1), shard_name(2)])
     done = (out / "pseudo-000000.tar").stat().st_mtime_ns
     # Run 2 dies in the middle of shard 1 (after one image): the unfinished shard is discarded.
     real = DepthPredictor.predict_iter
@@ -100,7 +100,7 @@ def test_an_interrupted_job_resumes_with_exactly_one_copy_of_each_sample(tmp_pat
     (out / "pseudo-000001.json").write_text('{"samples": 99, "failures": []}')
     # Run 3 finishes: shard 0 is not redone, shards 1 and 2 are written; nothing is duplicated or left over.
     last = pseudo_label(teacher, [str(tmp_path / "in")], out, shard_size=3, read_workers=0)
-    assert (last.skipped, last.written, last.remaining) == ([0], [1, 2], [])
+    assert (last.skipped, last.written, last.remaining) == ([shard_name(0)], [shard_name(1), shard_name(2)], [])
     assert (out / "pseudo-000000.tar").stat().st_mtime_ns == done
     counts = Counter(s["__key__"] for s in _samples(out))
     assert counts == Counter(f"img_{i:03d}" for i in range(8))
@@ -138,7 +138,7 @@ def test_ranks_take_disjoint_shards_that_cover_every_input(tmp_path: Path) -> No
     teacher = _teacher()
     r0 = pseudo_label(teacher, [str(tmp_path / "in")], tmp_path / "out", shard_size=2, rank=0, world_size=2)
     r1 = pseudo_label(teacher, [str(tmp_path / "in")], tmp_path / "out", shard_size=2, rank=1, world_size=2)
-    assert (r0.written, r1.written) == ([0, 2], [1, 3])
+    assert (r0.written, r1.written) == ([shard_name(0), shard_name(2)], [shard_name(1), shard_name(3)])
     counts = Counter(s["__key__"] for s in _samples(tmp_path / "out"))
     assert counts == Counter(f"img_{i:03d}" for i in range(7))
 
@@ -184,3 +184,65 @@ def test_cli_reports_unreadable_images_and_relabels_shard_inputs(tmp_path: Path,
     capsys.readouterr()
     assert main([*argv[:7], "--shard-size", "0"]) == 2
     assert main(["pseudo-label", "--teacher", str(tmp_path / "nope.pth"), "--input", "x", "--out", "y"]) == 2
+
+
+# ------------------------------------------------------------------------------------------- list parts
+def test_list_parts_are_split_by_part_across_ranks_resumed_and_checked(tmp_path: Path, capsys) -> None:
+    images = write_images(tmp_path / "in", 7)
+    parts = tmp_path / "lists"
+    parts.mkdir()
+    (parts / "part-000.txt").write_text("".join(f"../in/{p.name}\n" for p in images[:4]))
+    (parts / "part-001.txt").write_text("# comment\n" + "".join(f"{p}\n" for p in images[4:]))  # absolute paths
+    spec = str(parts / "part-{000..001}.txt")
+    teacher = _teacher()
+    r0 = pseudo_label(teacher, [spec], tmp_path / "out", shard_size=3, input_kind="lists", rank=0, world_size=2)
+    r1 = pseudo_label(teacher, [spec], tmp_path / "out", shard_size=3, input_kind="lists", rank=1, world_size=2)
+    # Part p goes to rank p % 2 and is cut into shards of 3 lines named by part.
+    assert r0.written == ["pseudo-000000-000000.tar", "pseudo-000000-000001.tar"]
+    assert r1.written == ["pseudo-000001-000000.tar"] and r1.num_shards is None
+    assert r0.samples_written + r1.samples_written == 7 and r0.images_per_second > 0
+    sources = Counter(s["json"]["source"] for s in _samples(tmp_path / "out"))
+    assert sorted(map(os.path.realpath, sources)) == sorted(str(p.resolve()) for p in images)
+    assert set(sources.values()) == {1}
+    # A rerun (one process, folder of parts) finds all done; a part changed under a finished shard is refused.
+    argv = ["pseudo-label", "--teacher", str(tmp_path / "t.pth"), "--input", spec, "--input-format", "lists",
+            "--out", str(tmp_path / "out"), "--shard-size", "3", "--input-size", "56", "--device", "cpu",
+            "--no-progress"]  # fmt: skip
+    save_reference(live_teacher().state_dict(), tmp_path / "t.pth")
+    assert main(argv) == 0 and "3 already done" in capsys.readouterr().out
+    (parts / "part-001.txt").write_text("".join(f"{p}\n" for p in images[3:]))
+    with pytest.raises(PseudoLabelError, match="other input lines"):
+        pseudo_label(teacher, [spec], tmp_path / "out", shard_size=3, input_kind="lists")
+    with pytest.raises(PseudoLabelError, match="not found"):
+        pseudo_label(teacher, [str(parts / "part-{000..002}.txt")], tmp_path / "x", input_kind="lists")
+
+
+def _planned_bytes(parts: list[str], rank: int, world_size: int) -> tuple[int, int]:
+    """Peak traced memory of planning and walking rank's jobs (its inputs, one shard at a time), and the count."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        plan = _plan("lists", parts, 1000, Path("unused"), rank, world_size)
+        seen = sum(len(list(job.items)) for job in plan.jobs)
+        return tracemalloc.get_traced_memory()[1], seen
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_per_rank_is_flat_in_the_number_of_inputs(tmp_path: Path) -> None:
+    (tmp_path / "warm.txt").write_text("a.jpg\n")
+    _planned_bytes([str(tmp_path / "warm.txt")], rank=0, world_size=1)  # imports happen outside the measurement
+    peaks = {}
+    for n in (10_000, 100_000):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        lines = [f"images/{i // 1000:04d}/{i:09d}.jpg\n" for i in range(n)]  # entries only, never read
+        per = n // 10
+        for p in range(10):
+            (folder / f"part-{p:03d}.txt").write_text("".join(lines[p * per : (p + 1) * per]))
+        peak, seen = _planned_bytes([str(folder)], rank=1, world_size=4)  # parts 1, 5, 9
+        assert seen == 3 * per
+        peaks[n] = peak
+    # Ten times the inputs, the same memory (one shard of 1000 entries at a time): not 10x.
+    assert peaks[100_000] < 1.5 * peaks[10_000], peaks

@@ -24,10 +24,8 @@ from depth_anything_v2.training.trainer import (
     Trainer,
     TrainingError,
     build_training_model,
-    load_encoder_init,
     train,
 )
-from depth_anything_v2.weights.checkpoints import CheckpointError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -177,12 +175,66 @@ def test_student_on_shards_resumes_exactly_with_workers_cutmix_and_feature_align
     )
     a, b = _resume_matches(tmp_path, config, stop=3)
     _assert_same_state(a, b)
+    # The resume seeked: the checkpoint holds both workers' stream positions.
+    saved = _load(ckpt_io.checkpoint_path(Path(config["output_dir"]) / "checkpoints", 3))
+    assert [sorted(c) for c in saved["ranks"][0]["cursors"]] == [sorted(CURSOR_KEYS)] * 2
     log = [json.loads(ln) for ln in (Path(config["output_dir"]) / "train_log.jsonl").open()]
     losses = [r for r in log if "loss" in r]
     # Student loss terms: the trimmed SSI + GM, and feature alignment against the frozen initial encoder
     # (zero at step 1: the student starts as that encoder, every token is above the 0.85 threshold).
     assert losses[0]["feat"] == 0.0 and all(math.isfinite(r["feat"]) for r in losses)
     assert a["stage"] == "student" and a["config"]["loss"]["trim"] == 0.1
+
+
+CURSOR_KEYS = ("epoch", "shard", "offset", "draining", "buffer", "rng", "count")
+
+
+def test_a_resumed_shard_stream_seeks_instead_of_replaying(tmp_path: Path, monkeypatch) -> None:
+    import depth_anything_v2.data.shards as shards_module
+    from depth_anything_v2.training.data import ShardBatches, StreamBatches
+
+    write_pseudo_shards(tmp_path / "pseudo", shards=2, per_shard=8)  # 8 batches of 2 per epoch
+
+    def stream(**resume) -> StreamBatches:
+        source = ShardBatches(str(tmp_path / "pseudo"), transform=None, micro_batch=2, seed=0, rank=0,
+                              world_size=1, shuffle_buffer=3)  # fmt: skip
+        return StreamBatches(source, world_size=1, num_workers=0, pin_memory=False, **resume)
+
+    counts = {"read": 0, "decoded": 0}
+    iter_tar, decode_field = shards_module._iter_tar, shards_module.decode_field
+
+    def counted_iter_tar(*args):
+        for sample in iter_tar(*args):
+            counts["read"] += 1
+            yield sample
+
+    def counted_decode(field, data):
+        counts["decoded"] += field == "png"
+        return decode_field(field, data)
+
+    monkeypatch.setattr(shards_module, "_iter_tar", counted_iter_tar)
+    monkeypatch.setattr(shards_module, "decode_field", counted_decode)
+    full, states = stream(), []
+    batches = []
+    for batch in full:
+        batches.append(batch["disparity"])
+        states.append(torch.load(_roundtrip(full.cursors, tmp_path), weights_only=True))  # plain data
+        if len(batches) == 12:
+            break
+    # Mid-epoch with a full shuffle buffer, while draining the buffer at the epoch's end, in the next epoch.
+    for stop in (3, 7, 9):
+        counts.update(read=0, decoded=0)
+        resumed = iter(stream(position=stop, cursors=states[stop - 1]))
+        again = [next(resumed)["disparity"] for _ in range(3)]
+        assert all(torch.equal(x, y) for x, y in zip(again, batches[stop : stop + 3], strict=True)), stop
+        # Nothing before the resume point is decoded; only the shuffle buffer (3 samples) is read again.
+        assert counts["decoded"] == 6 and counts["read"] <= 3 + 6, (stop, counts)
+
+
+def _roundtrip(value, tmp_path: Path) -> Path:
+    path = tmp_path / "cursors.pt"
+    torch.save(value, path)
+    return path
 
 
 # ------------------------------------------------------------------------------------ checkpoints and use
@@ -227,7 +279,9 @@ def test_metric_stage_starts_from_a_relative_encoder_and_trains_silog(tmp_path: 
         stage="metric",
         model={"encoder": "tiny", "max_depth": 20.0, "init": str(relative.final_checkpoint)},
         data={
-            "train": [{"type": "synthetic", "n": 12, "size": [56, 70], "scene": {"indoor_probability": 1.0}}],
+            "train": [
+                {"type": "synthetic", "n": 12, "size": [56, 70], "scene": {"indoor_probability": 1.0}, "holes": 0.6}
+            ],
             "val": [{"type": "synthetic", "n": 2, "size": [56, 70], "seed": 7, "scene": {"indoor_probability": 1.0}}],
             "crop_size": 56,
             "num_workers": 0,
@@ -251,6 +305,29 @@ def test_metric_stage_starts_from_a_relative_encoder_and_trains_silog(tmp_path: 
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 56, 56))
     assert model.is_metric and float(out.min()) > 0 and float(out.max()) < 20.0
+    # Gradient accumulation optimises the same SiLog of the global batch (its square root over all pixels).
+    _assert_same_optimisation(logged, _accumulated_log(tmp_path / "accum", config))
+
+
+def _accumulated_log(out: Path, config: dict) -> list[dict]:
+    config = {**config, "output_dir": str(out), "train": {**config["train"], "grad_accum_steps": 2}}
+    return [r for r in train(from_dict(config)).history if "loss" in r]
+
+
+def _assert_same_optimisation(a: list[dict], b: list[dict]) -> None:
+    a = [r for r in a if "loss" in r]
+    assert len(a) == len(b) >= 2
+    for x, y in zip(a, b, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5), (x, y)
+        assert x["grad_norm"] == pytest.approx(y["grad_norm"], rel=1e-4), (x, y)
+
+
+def test_gradient_accumulation_with_holes_and_trimming_equals_one_micro_batch(tmp_path: Path) -> None:
+    # Labels with 0-60% holes, trimmed loss: 2 micro-batches of 2 equal 1 of 4 (per-micro-batch denominators
+    # differed by about 1%).
+    data = {"train": [{"type": "synthetic", "n": 12, "size": [56, 70], "holes": 0.6}], "val": []}
+    config = teacher_config(tmp_path / "one", data=data, loss={"trim": 0.1}, train={"max_steps": 2, "ckpt_every": 9})
+    _assert_same_optimisation(train(from_dict(config)).history, _accumulated_log(tmp_path / "two", config))
 
 
 def test_tensorboard_events_hold_the_logged_scalars(tmp_path: Path) -> None:
@@ -272,43 +349,9 @@ def test_tensorboard_events_hold_the_logged_scalars(tmp_path: Path) -> None:
     assert "val/abs_rel" in events.Tags()["scalars"]
 
 
-def test_encoder_init_from_dinov2_formats_and_mismatches(tmp_path: Path) -> None:
-    from safetensors.torch import save_file
-
-    source = live_teacher(seed=3)
-    encoder = {k: v.clone() for k, v in source.pretrained.state_dict().items()}
-    # torch-hub DINOv2 files: bare keys, without the (unused) mask token.
-    bare = {k: v for k, v in encoder.items() if k != "mask_token"}
-    torch.save(bare, tmp_path / "dinov2_bare.pth")
-    save_file({f"pretrained.{k}": v for k, v in encoder.items()}, tmp_path / "prefixed.safetensors")
-    for path in (tmp_path / "dinov2_bare.pth", tmp_path / "prefixed.safetensors"):
-        model = live_teacher(seed=4)
-        head_before = model.depth_head.scratch.output_conv1.weight.clone()
-        load_encoder_init(model, path)
-        assert all(torch.equal(v, encoder[k]) for k, v in model.pretrained.state_dict().items() if k != "mask_token")
-        assert torch.equal(model.depth_head.scratch.output_conv1.weight, head_before)  # head untouched
-    # transformers Dinov2Model (the -hf DINOv2 layout), converted through the checkpoint module.
-    from depth_anything_v2.weights.checkpoints import reference_to_hf
-
-    hf = reference_to_hf({f"pretrained.{k}": v for k, v in encoder.items()})
-    save_file({k[len("backbone.") :]: v.contiguous() for k, v in hf.items()}, tmp_path / "model.safetensors")
-    model = live_teacher(seed=4)
-    load_encoder_init(model, tmp_path / "model.safetensors")
-    assert torch.equal(model.pretrained.blocks[2].attn.qkv.weight, encoder["blocks.2.attn.qkv.weight"])
-    # Wrong sizes and foreign keys are refused by name.
-    torch.save({**bare, "register_tokens": torch.zeros(1, 4, 32)}, tmp_path / "reg.pth")
-    with pytest.raises(CheckpointError, match=r"1 unexpected \['register_tokens'\]"):
-        load_encoder_init(live_teacher(), tmp_path / "reg.pth")
-    torch.save({**bare, "pos_embed": torch.zeros(1, 5, 32)}, tmp_path / "pos.pth")
-    with pytest.raises(CheckpointError, match=r"pos_embed: expected \(1, 1370, 32\), found \(1, 5, 32\)"):
-        load_encoder_init(live_teacher(), tmp_path / "pos.pth")
-    with pytest.raises(CheckpointError, match="has no depth_head"):
-        load_encoder_init(live_teacher(), tmp_path / "dinov2_bare.pth", include_head=True)
-
-
 # ------------------------------------------------------------------------------------------- error paths
 def test_non_finite_steps_are_skipped_then_training_stops(tmp_path: Path, monkeypatch, capsys) -> None:
-    def nan_loss(self, pred, features, batch, regions):
+    def nan_loss(self, pred, features, batch, regions, totals):
         return {"loss": pred.float().mean() * float("nan")}
 
     monkeypatch.setattr(Trainer, "_loss", nan_loss)
@@ -376,3 +419,80 @@ def test_validation_scores_an_oracle_as_perfect_and_a_flipped_map_as_poor() -> N
     assert perfect["metrics"]["abs_rel"] < 1e-4 and perfect["metrics"]["d1"] == 1.0
     flipped = evaluate_model(Replay([d.flip(0) for d in disparity]), scenes, input_size=56)
     assert flipped["metrics"]["abs_rel"] > 0.2 and flipped["metrics"]["d1"] < 0.7
+
+
+def test_validation_scores_exactly_what_the_predictor_and_eval_predict() -> None:
+    from depth_anything_v2.data.synthetic import SyntheticScenes
+    from depth_anything_v2.evaluation.metrics import score_pairs
+    from depth_anything_v2.inference.predictor import DepthPredictor
+    from depth_anything_v2.training.trainer import evaluate_model
+
+    scenes = SyntheticScenes(2, (50, 66), seed=4, target="depth")  # resized to 56 x 74 and back
+    model = live_teacher(seed=1).eval()
+    predictor = DepthPredictor(model, input_size=56)
+    rgb = [scenes.render(i).image_rgb for i in range(2)]
+    preds = [predictor.predict(im).depth for im in rgb]
+    batch = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2)
+    np.testing.assert_array_equal(predictor.predict_tensor(batch[:1]).numpy(), preds[0][None])
+    np.testing.assert_allclose(predictor.predict_tensor(batch).numpy(), np.stack(preds), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"expected RGB uint8 images of shape \(B, 3, H, W\), got torch.float32"):
+        predictor.predict_tensor(batch.float())
+    got = evaluate_model(model, scenes, input_size=56)
+    abs_rel = [
+        score_pairs(
+            [(pred, scenes[i]["depth_m"].numpy(), scenes[i]["valid_mask"].numpy())],
+            alignment="scale_shift_disparity",
+            kind="disparity",
+            min_depth=1e-3,
+            max_depth=math.inf,
+        )["metrics"]["abs_rel"]
+        for i, pred in enumerate(preds)
+    ]
+    assert got["metrics"]["abs_rel"] == pytest.approx(sum(abs_rel) / 2, rel=1e-9)
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients() -> None:
+    from depth_anything_v2.training.trainer import TrainingModule, checkpoint_blocks
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 56, 70)
+    grads = []
+    for checkpointed in (False, True):
+        model = live_teacher(seed=2)
+        if checkpointed:
+            checkpoint_blocks(model.pretrained.blocks)
+        pred, _ = TrainingModule(model)(x)
+        loss = (pred**2).mean()
+        loss.backward()
+        grads.append(
+            (float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+    assert grads[0][0] == grads[1][0]
+    assert grads[0][1].keys() == grads[1][1].keys()
+    for name, g in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][name], g, rtol=1e-6, atol=1e-8, msg=name)
+
+
+def test_memory_estimate_for_the_papers_vitg_teacher(tmp_path: Path, capsys) -> None:
+    from depth_anything_v2.training.memory import estimate_memory
+
+    config = teacher_config(
+        tmp_path,
+        model={"encoder": "vitg"},
+        data={"train": [{"type": "synthetic", "n": 8}], "crop_size": 518},
+        train={"batch_size": 32, "precision": "bf16", "strategy": "fsdp"},
+    )
+    plain = estimate_memory(from_dict(config), 8)
+    assert plain.num_parameters == 1_258_132_225 and plain.micro_batch == 4
+    # Sharded fp32 Adam moments: 8 bytes x trainable parameters (all but the unused mask token and
+    # refinenet4.resConfUnit1) / 8 GPUs.
+    assert plain.optimizer == 8 * 1_255_475_713 / 8
+    config["train"]["activation_checkpointing"] = True
+    checkpointed = estimate_memory(from_dict(config), 8)
+    assert checkpointed.activations < plain.activations / 4 and checkpointed.parameters == plain.parameters
+    path = _write_yaml(tmp_path / "g.yaml", config)
+    assert main(["train", "--config", str(path), "--estimate-memory", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "1258.1M parameters, 8 GPU(s), micro-batch 4" in out and "activations" in out
+    assert main(["train", "--config", str(path), "--estimate-memory", "3"]) == 2  # 32 is not divisible by 3
+    assert "not divisible by world size 3" in capsys.readouterr().err

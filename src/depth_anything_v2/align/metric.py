@@ -374,8 +374,16 @@ def robust_scale_shift(
         raise AlignmentError(f"expected at least 2 points to fit a scale and a shift, got {n}")
     tol_arr = np.broadcast_to(np.asarray(tol, np.float64), (n,))
     rng = np.random.default_rng(seed)
+    s_h, t_h = _pair_hypotheses(x, y, hypotheses, positive_scale, rng)
+    s, t = _best_hypothesis(x, y, tol_arr, s_h, t_h, max_score_points, rng)
+    return _refit_on_inliers(x, y, tol_arr, s, t, refit_iterations, positive_scale)
 
-    # Hypotheses from pairs of points.
+
+def _pair_hypotheses(
+    x: np.ndarray, y: np.ndarray, hypotheses: int, positive_scale: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate lines ``(s, t)`` through pairs of points (all pairs when there are at most ``hypotheses``)."""
+    n = x.size
     n_pairs = n * (n - 1) // 2
     if n_pairs <= hypotheses:
         i, j = np.triu_indices(n, k=1)
@@ -397,9 +405,22 @@ def robust_scale_shift(
             "no pair of known points gives a positive scale: the prediction is anti-correlated with the known "
             "inverse depths (is it a depth map rather than a disparity map?)"
         )
+    return s_h, t_h
 
+
+def _best_hypothesis(
+    x: np.ndarray,
+    y: np.ndarray,
+    tol: np.ndarray,
+    s_h: np.ndarray,
+    t_h: np.ndarray,
+    max_score_points: int,
+    rng: np.random.Generator,
+) -> tuple[float, float]:
+    """The candidate with the most inliers (ties: the smallest median residual), scored on a point subset."""
+    n = x.size
     score_idx = rng.choice(n, max_score_points, replace=False) if n > max_score_points else np.arange(n)
-    xs, ys, ts = x[score_idx], y[score_idx], tol_arr[score_idx]
+    xs, ys, ts = x[score_idx], y[score_idx], tol[score_idx]
     best = (-1, np.inf, 0)  # (inlier count, median abs residual, hypothesis index)
     chunk = max(1, 4_000_000 // max(xs.size, 1))
     for start in range(0, s_h.size, chunk):
@@ -411,10 +432,15 @@ def robust_scale_shift(
             cand = (int(counts[k]), float(med[k]), start + int(k))
             if cand[0] > best[0] or (cand[0] == best[0] and cand[1] < best[1]):
                 best = cand
-    s, t = float(s_h[best[2]]), float(t_h[best[2]])
+    return float(s_h[best[2]]), float(t_h[best[2]])
 
-    inliers = np.abs(s * x + t - y) <= tol_arr
-    for _ in range(refit_iterations):
+
+def _refit_on_inliers(
+    x: np.ndarray, y: np.ndarray, tol: np.ndarray, s: float, t: float, iterations: int, positive_scale: bool
+) -> tuple[float, float, np.ndarray]:
+    """Least-squares refits on the inliers of ``(s, t)`` until the inlier set stops changing."""
+    inliers = np.abs(s * x + t - y) <= tol
+    for _ in range(iterations):
         if inliers.sum() < 2:
             break
         try:
@@ -424,7 +450,7 @@ def robust_scale_shift(
         if positive_scale and s_new <= 0:
             break
         s, t = s_new, t_new
-        new_inliers = np.abs(s * x + t - y) <= tol_arr
+        new_inliers = np.abs(s * x + t - y) <= tol
         if np.array_equal(new_inliers, inliers):
             break
         inliers = new_inliers
@@ -459,6 +485,49 @@ def align_to_metric(
         ValueError: shapes differ or are not 2-D.
         AlignmentError: fewer than 2 usable points, all at the same disparity, or an anti-correlated prediction.
     """
+    disparity, known_depth_m, mask = _checked_inputs(disparity, known_depth_m, mask, inlier_rtol)
+    d_all = disparity.astype(np.float64)
+    z_all = known_depth_m.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        usable = mask.astype(bool) & np.isfinite(d_all) & np.isfinite(z_all) & (z_all > 0)
+    n = int(usable.sum())
+    if n < 2:
+        raise AlignmentError(
+            f"expected at least 2 known depths (> 0, finite, at pixels with a finite prediction), got {n}"
+        )
+    d, z = d_all[usable], z_all[usable]
+    scale, shift, inliers, robust, note = _fit_inverse_depth(d, 1.0 / z, inlier_rtol, seed)
+
+    denom = scale * d_all + shift
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth_m = np.where(denom > 0, 1.0 / denom, np.nan)
+    if max_depth_m is not None:
+        depth_m[depth_m > max_depth_m] = np.nan
+    depth_m = depth_m.astype(np.float32)
+
+    rmse, abs_rel, abs_rel_all = _fit_errors(depth_m.astype(np.float64)[usable], z, inliers)
+    n_in = int(inliers.sum())
+    result = AlignResult(
+        depth_m=depth_m,
+        scale=float(scale),
+        shift=float(shift),
+        n_points=n,
+        n_inliers=n_in,
+        inlier_ratio=n_in / n,
+        rmse_m=rmse,
+        abs_rel=abs_rel,
+        abs_rel_all=abs_rel_all,
+        robust=robust,
+        note=note,
+    )
+    log.info("metric alignment: %s", result.summary())
+    return result
+
+
+def _checked_inputs(
+    disparity: np.ndarray, known_depth_m: np.ndarray, mask: np.ndarray | None, inlier_rtol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(disparity, known_depth_m, mask)`` as arrays of one ``(H, W)`` shape (``mask`` all true by default)."""
     disparity = np.asarray(disparity)
     known_depth_m = np.asarray(known_depth_m)
     if disparity.ndim != 2:
@@ -474,19 +543,14 @@ def align_to_metric(
         raise ValueError(f"expected mask of shape {disparity.shape} (same as disparity), got {mask.shape}")
     if not inlier_rtol > 0:
         raise ValueError(f"expected inlier_rtol > 0, got {inlier_rtol}")
+    return disparity, known_depth_m, mask
 
-    d_all = disparity.astype(np.float64)
-    z_all = known_depth_m.astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        usable = mask.astype(bool) & np.isfinite(d_all) & np.isfinite(z_all) & (z_all > 0)
-    n = int(usable.sum())
-    if n < 2:
-        raise AlignmentError(
-            f"expected at least 2 known depths (> 0, finite, at pixels with a finite prediction), got {n}"
-        )
-    d, z = d_all[usable], z_all[usable]
-    inv_z = 1.0 / z
 
+def _fit_inverse_depth(
+    d: np.ndarray, inv_z: np.ndarray, inlier_rtol: float, seed: int
+) -> tuple[float, float, np.ndarray, bool, str]:
+    """``(scale, shift, inliers, robust, note)`` of ``inv_z ~= scale * d + shift`` (RANSAC when enough points)."""
+    n = d.size
     robust = n >= MIN_ROBUST_POINTS
     if robust:
         # |s*d + t - 1/Z| <= rtol / Z  <=>  the depth is right to ~rtol (first order).
@@ -507,34 +571,15 @@ def align_to_metric(
             f"fitted scale {scale:.6g} is not positive: the prediction is anti-correlated with the known "
             "inverse depths (is it a depth map rather than a disparity map?)"
         )
+    return scale, shift, inliers, robust, note
 
-    denom = scale * d_all + shift
-    with np.errstate(divide="ignore", invalid="ignore"):
-        depth_m = np.where(denom > 0, 1.0 / denom, np.nan)
-    if max_depth_m is not None:
-        depth_m[depth_m > max_depth_m] = np.nan
-    depth_m = depth_m.astype(np.float32)
 
-    pred = depth_m.astype(np.float64)[usable]
+def _fit_errors(pred: np.ndarray, z: np.ndarray, inliers: np.ndarray) -> tuple[float, float, float]:
+    """``(rmse_m, abs_rel, abs_rel_all)`` of predicted against known depths (a NaN prediction: error 1)."""
     err = np.abs(pred - z)
     rel = np.where(np.isfinite(err), err / z, 1.0)
     in_err = err[inliers]
     finite_in = np.isfinite(in_err)
     rmse = float(np.sqrt(np.mean(in_err[finite_in] ** 2))) if finite_in.any() else float("nan")
     abs_rel = float(np.mean(rel[inliers])) if inliers.any() else float("nan")
-    n_in = int(inliers.sum())
-    result = AlignResult(
-        depth_m=depth_m,
-        scale=float(scale),
-        shift=float(shift),
-        n_points=n,
-        n_inliers=n_in,
-        inlier_ratio=n_in / n,
-        rmse_m=rmse,
-        abs_rel=abs_rel,
-        abs_rel_all=float(np.mean(rel)),
-        robust=robust,
-        note=note,
-    )
-    log.info("metric alignment: %s", result.summary())
-    return result
+    return rmse, abs_rel, float(np.mean(rel))

@@ -2,6 +2,7 @@
 
     depth-anything pseudo-label --teacher runs/teacher/final.pt --input unlabeled/ --out pseudo/
     torchrun --nproc_per_node 8 -m depth_anything_v2.cli.pseudo_label --teacher T --input "raw/{000000..000999}.tar" --out pseudo/
+    torchrun ... --input-format lists --input "lists/part-{000..099}.txt" --out pseudo/
 
 Exit codes: 0 all inputs labelled, 1 some inputs could not be read (listed; the rest is written), 2 usage error.
 """
@@ -20,21 +21,28 @@ logger = logging.getLogger(__name__)
 EPILOG = """\
 inputs:
   images: folders (recursive), files, quoted globs, .txt lists; sorted, then chunked: shard i holds the
-  inputs i*N .. (i+1)*N-1 (N = --shard-size). shards: existing tar shards of unlabeled images (lists,
-  globs, brace ranges like "raw/{000000..000099}.tar"); output shard i labels input shard i.
+  inputs i*N .. (i+1)*N-1 (N = --shard-size). Every rank lists every input: up to a few million images.
+  lists (--input-format lists): an image list split into parts ("lists/part-{000..099}.txt", a glob or a
+  folder of .txt parts; one path per line, relative to the part's folder). Part p is streamed and cut into
+  OUT/pseudo-<p>-<j>.tar of N lines; a rank holds one shard's lines at a time (tens of millions of images).
+  shards: existing tar shards of unlabeled images (lists, globs, brace ranges like
+  "raw/{000000..000099}.tar"), streamed; output shard i labels input shard i.
 
 outputs:
   OUT/pseudo-<i>.tar (WebDataset layout: <key>.<jpg|png|...> the image's own bytes, <key>.disparity.png
   16-bit disparity over the sample's range, max abs error range/131068, <key>.json quantisation + source),
-  OUT/pseudo-<i>.json (failed inputs of that shard), OUT/pseudo_label_manifest.json (the plan).
+  OUT/pseudo-<i>.json (failed inputs of that shard; for list parts the digest of its lines),
+  OUT/pseudo_label_manifest.json (the plan). Each rank prints its throughput (images/s).
 
 resuming:
   rerun the same command: finished shards are skipped, a killed shard is redone from scratch (it was never
-  renamed into place), so every input ends up in exactly one shard.
+  renamed into place), so every input ends up in exactly one shard. A list part whose lines changed under
+  a finished shard is refused.
 
 distributed:
-  torchrun --nproc_per_node 8 -m depth_anything_v2.cli.pseudo_label ... (rank r labels shards i % 8 == r
-  on cuda:LOCAL_RANK); several nodes: torchrun --nnodes M ... or any launcher that sets RANK/WORLD_SIZE.
+  torchrun --nproc_per_node 8 -m depth_anything_v2.cli.pseudo_label ... (rank r labels the image chunks,
+  input shards or list parts i with i % 8 == r on cuda:LOCAL_RANK, with its own progress bar); several
+  nodes: torchrun --nnodes M ... or any launcher that sets RANK/WORLD_SIZE.
 """
 
 
@@ -51,10 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--input", nargs="+", required=True, metavar="INPUT", help="image folders/files/globs/lists, or shards"
     )
-    p.add_argument("--input-format", choices=["auto", "images", "shards"], default="auto",
-                   help="auto: shards when every INPUT ends in .tar")  # fmt: skip
+    p.add_argument("--input-format", choices=["auto", "images", "lists", "shards"], default="auto",
+                   help="auto: shards when every INPUT ends in .tar, else images")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="output folder for the shards")
-    p.add_argument("--shard-size", type=int, default=1000, help="images per output shard (image inputs)")
+    p.add_argument("--shard-size", type=int, default=1000, help="images per output shard (image and list inputs)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--input-size", type=int, default=518, help="shorter side the teacher sees")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun), mps")
@@ -99,14 +107,16 @@ def run(args: argparse.Namespace) -> int:
             world_size=world,
             max_shards=args.max_shards,
             read_workers=args.workers,
-            progress=not args.no_progress and rank == 0,
+            progress=not args.no_progress,
         )
     except PseudoLabelError as e:
         raise UsageError(str(e)) from None
     who = f"rank {rank}/{world}: " if world > 1 else ""
+    of = "" if report.num_shards is None else f" of {report.num_shards}"
     print(
-        f"{who}{len(report.written)} shard(s) written ({report.samples_written} samples), "
-        f"{len(report.skipped)} already done, {len(report.remaining)} left, of {report.num_shards} in {report.out_dir}"
+        f"{who}{len(report.written)} shard(s) written ({report.samples_written} samples) at "
+        f"{report.images_per_second:.2f} images/s, {len(report.skipped)} already done, "
+        f"{len(report.remaining)} left{of} in {report.out_dir}"
     )
     if report.remaining:
         print(f"{who}stopped after --max-shards {args.max_shards}; rerun the same command to continue")

@@ -53,7 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="YAML, JSON or TOML config file")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (see below)")
     p.add_argument("--resume", metavar="PATH|auto", help="resume from a checkpoint, or 'auto' for the newest one")
-    p.add_argument("--dry-run", action="store_true", help="one step and one validation sample, nothing written")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the per-GPU memory estimate, then run one step and one validation sample, writing nothing",
+    )
+    p.add_argument(
+        "--estimate-memory",
+        type=int,
+        metavar="GPUS",
+        help="print the per-GPU memory estimate on GPUS GPUs (model built on the meta device) and exit",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run)
 
@@ -75,6 +85,19 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config_to_dict(config), indent=2))
         return EXIT_OK
+    if args.estimate_memory is not None or args.dry_run:
+        from ..distributed import env_rank
+        from ..training.memory import estimate_memory
+
+        rank, world, _ = env_rank()
+        try:
+            estimate = estimate_memory(config, args.estimate_memory or world)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if rank == 0:
+            print("\n".join(estimate.lines()))
+        if args.estimate_memory is not None:
+            return EXIT_OK
     try:
         result = train(config)
     except (ConfigError, CheckpointError) as e:

@@ -461,28 +461,38 @@ def split_shards(
     return list(shards[rank * num_workers + worker_id :: total])
 
 
-def _iter_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Stream ``(key, {field: bytes})`` from a tar, grouping consecutive members by key."""
+def _iter_tar(path: str, start: int = 0) -> Iterator[tuple[str, dict[str, bytes], int, int | None]]:
+    """Stream ``(key, {field: bytes}, offset, next_offset)`` from a tar, grouping consecutive members by key.
+
+    ``offset`` is where the sample's first member starts in the (uncompressed) tar stream, ``next_offset`` where
+    the next sample starts (None after the last one). ``start=offset`` begins at that sample: a plain tar is
+    seeked to it, a compressed one is read through up to it.
+    """
     current_key: str | None = None
     fields: dict[str, bytes] = {}
-    with tarfile.open(path, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            directory, _, base = member.name.rpartition("/")
-            if "." not in base:
-                continue
-            stem, field = base.split(".", 1)
-            key = f"{directory}/{stem}" if directory else stem
-            fh = tar.extractfile(member)
-            data = fh.read() if fh is not None else b""
-            if key != current_key:
-                if current_key is not None:
-                    yield current_key, fields
-                current_key, fields = key, {}
-            fields[field] = data
-        if current_key is not None:
-            yield current_key, fields
+    first = 0
+    with open(path, "rb") as f:
+        base = start if f.read(512)[257:262] == b"ustar" else 0  # every POSIX/GNU tar header holds "ustar"
+        f.seek(base)
+        with tarfile.open(fileobj=f, mode="r|*") as tar:
+            for member in tar:
+                offset = base + member.offset
+                if offset < start or not member.isfile():
+                    continue
+                directory, _, name = member.name.rpartition("/")
+                if "." not in name:
+                    continue
+                stem, field = name.split(".", 1)
+                key = f"{directory}/{stem}" if directory else stem
+                fh = tar.extractfile(member)
+                data = fh.read() if fh is not None else b""
+                if key != current_key:
+                    if current_key is not None:
+                        yield current_key, fields, first, offset
+                    current_key, fields, first = key, {}, offset
+                fields[field] = data
+            if current_key is not None:
+                yield current_key, fields, first, None
 
 
 class ShardDataset(IterableDataset):
@@ -578,7 +588,7 @@ class ShardDataset(IterableDataset):
     def _samples(self, epoch: int) -> Iterator[Any]:
         for shard in self.assigned_shards(epoch):
             try:
-                for key, raw in _iter_tar(shard):
+                for key, raw, *_ in _iter_tar(shard):
                     sample: dict[str, Any] = {"__key__": key, "__shard__": shard}
                     try:
                         for field, data in raw.items():

@@ -694,6 +694,8 @@ class SyntheticScenes(Dataset):
         transform: optional callable on the numpy sample (see :mod:`depth_anything_v2.data.transforms`).
         config: the scene sampler's :class:`SceneConfig`.
         max_depth: for ``target="depth"``, depths above it are invalid.
+        holes: invalidate up to this fraction of each label (a uniform draw per scene in ``[0, holes]``, as
+            random rectangles seeded by ``(seed, index)``), like the holes of real depth labels; 0: none.
     """
 
     def __init__(
@@ -706,9 +708,13 @@ class SyntheticScenes(Dataset):
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         config: SceneConfig | None = None,
         max_depth: float | None = None,
+        holes: float = 0.0,
     ) -> None:
         if n < 0:
             raise ValueError(f"expected a non-negative number of scenes, got {n}")
+        if not 0.0 <= holes < 1.0:
+            raise ValueError(f"expected holes in [0, 1), got {holes}")
+        self.holes = holes
         self.n, self.size, self.seed = n, _size_hw(size), seed
         self.target, self.transform, self.config, self.max_depth = target, transform, config, max_depth
         from .datasets import check_target
@@ -729,16 +735,32 @@ class SyntheticScenes(Dataset):
         from .datasets import make_sample
 
         scene = self.render(index)
+        depth, valid, sky = scene.depth_m, scene.valid_mask, scene.sky_mask
+        if self.holes > 0:
+            hole = _holes(np.random.default_rng([self.seed, index % max(self.n, 1), 0x401E]), depth.shape, self.holes)
+            depth, valid, sky = np.where(hole, np.nan, depth), valid & ~hole, sky & ~hole
         return make_sample(
             scene.image_rgb,
-            scene.depth_m,
-            valid_mask=scene.valid_mask,
-            sky_mask=scene.sky_mask,
+            depth,
+            valid_mask=valid,
+            sky_mask=sky,
             target=self.target,  # type: ignore[arg-type]
             max_depth=self.max_depth,
             transform=self.transform,
             key=f"synthetic-{self.seed}-{index % max(self.n, 1)}",
         )
+
+
+def _holes(rng: np.random.Generator, shape: tuple[int, int], max_fraction: float) -> np.ndarray:
+    """Random rectangles covering about ``U(0, max_fraction)`` of ``shape`` (bool, True = hole)."""
+    height, width = shape
+    goal = rng.uniform(0.0, max_fraction) * height * width
+    hole = np.zeros(shape, bool)
+    while hole.sum() < goal:
+        h, w = rng.integers(1, max(2, height // 3)), rng.integers(1, max(2, width // 3))
+        y, x = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+        hole[y : y + h, x : x + w] = True
+    return hole
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

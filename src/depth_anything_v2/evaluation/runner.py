@@ -215,32 +215,70 @@ def evaluate(
             reader_kwargs=reader_kwargs, per_image=per_image, progress=progress,
         )  # fmt: skip
     runner = as_model_runner(model_or_predictor, input_size=input_size, kind=kind, batch_size=batch_size)
+    reader, base, name, title = _open_benchmark(benchmark, data_root, reader_kwargs)
+    settings = (settings or base).replace(alignment=alignment, min_depth=min_depth, max_depth=max_depth, crop=crop)
+    _check_alignment(settings, runner.kind, name)
+
+    rank, world = _dist()
+    indices = _shard(len(reader), limit, rank, world)
+    started = time.perf_counter()
+    records = _score_shard(runner, reader, indices, settings, per_image, progress and rank == 0, name)
+    scores, per_image_rows = _aggregate(sorted(_gather(records, world), key=lambda r: r["index"]), per_image)
+    result: dict[str, Any] = {
+        "benchmark": name,
+        "title": title,
+        "settings": settings.to_dict(),
+        "dataset": {**reader.describe(), "limit": limit},
+        "prediction_kind": runner.kind,
+        "model": runner.info,
+        **scores,
+        "world_size": world,
+        "seconds": time.perf_counter() - started,
+    }
+    if per_image:
+        result["per_image"] = per_image_rows
+    return result
+
+
+def _open_benchmark(
+    benchmark: str | BenchmarkReader, data_root: str | Path | None, reader_kwargs: dict[str, Any] | None
+) -> tuple[BenchmarkReader, EvalSettings, str, str]:
+    """``(reader, default settings, name, title)`` of a benchmark name (opened under ``data_root``) or reader."""
     if isinstance(benchmark, str):
         spec = get_benchmark(benchmark)
         if data_root is None:
             raise ValueError(f"benchmark {benchmark!r} needs data_root")
         reader = spec.open(resolve_data_dir(data_root, spec.folder), **(reader_kwargs or {}))
-        base, name, title = spec.settings, spec.name, spec.title
-    else:
-        # An opened reader of a known benchmark keeps that benchmark's defaults; others get EvalSettings().
-        reader = benchmark
-        known = get_benchmark(reader.name) if reader.name in BENCHMARKS else None
-        base = known.settings if known is not None else EvalSettings()
-        name, title = reader.name, known.title if known is not None else reader.name
-    settings = (settings or base).replace(alignment=alignment, min_depth=min_depth, max_depth=max_depth, crop=crop)
+        return reader, spec.settings, spec.name, spec.title
+    # An opened reader of a known benchmark keeps that benchmark's defaults; others get EvalSettings().
+    known = get_benchmark(benchmark.name) if benchmark.name in BENCHMARKS else None
+    base = known.settings if known is not None else EvalSettings()
+    return benchmark, base, benchmark.name, known.title if known is not None else benchmark.name
+
+
+def _check_alignment(settings: EvalSettings, kind: str, name: str) -> None:
+    """Refuse an unknown alignment, and ``"none"`` (scoring as metres) for a relative model."""
     if settings.alignment not in ALIGNMENTS:
         raise ValueError(f"expected alignment one of {ALIGNMENTS}, got {settings.alignment!r}")
-    if settings.alignment == "none" and runner.kind != "metric":
+    if settings.alignment == "none" and kind != "metric":
         raise AlignmentError(
             f"{name}: alignment 'none' scores predictions as metres, but the model predicts relative disparity; "
             "use a metric model or --alignment scale_shift_disparity"
         )
 
-    rank, world = _dist()
-    indices = _shard(len(reader), limit, rank, world)
+
+def _score_shard(
+    runner: ModelRunner,
+    reader: BenchmarkReader,
+    indices: list[int],
+    settings: EvalSettings,
+    keep_fit: bool,
+    show_progress: bool,
+    name: str,
+) -> list[dict[str, Any]]:
+    """One record per sample of this rank's shard: its pixel sums, or why it was skipped or failed."""
     records: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    bar = _progress(len(indices), progress and rank == 0, name)
+    bar = _progress(len(indices), show_progress, name)
 
     def samples() -> Iterator[tuple[Any, np.ndarray]]:
         for i in indices:
@@ -256,15 +294,18 @@ def evaluate(
 
     try:
         for (i, sample), pred in runner.predict_iter(samples()):
-            records.append(_score_sample(i, sample, pred, settings, runner.kind, per_image))
+            records.append(_score_sample(i, sample, pred, settings, runner.kind, keep_fit))
             if bar is not None:
                 bar.update(1)
     finally:
         runner.restore()
         if bar is not None:
             bar.close()
+    return records
 
-    records = sorted(_gather(records, world), key=lambda r: r["index"])
+
+def _aggregate(records: list[dict[str, Any]], per_image: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Metrics (per-image mean, pooled) and skipped/failed keys of the records, and the per-image rows."""
     acc = MetricAccumulator()
     per_image_rows = []
     for r in records:
@@ -274,13 +315,7 @@ def evaluate(
                 per_image_rows.append({"key": r["key"], **m, **r.get("fit", {}), "num_valid": int(r["sums"]["n"])})
     failures = [{"key": r["key"], "error": r["error"]} for r in records if "error" in r]
     skipped = [r["key"] for r in records if "skipped" in r]
-    result: dict[str, Any] = {
-        "benchmark": name,
-        "title": title,
-        "settings": settings.to_dict(),
-        "dataset": {**reader.describe(), "limit": limit},
-        "prediction_kind": runner.kind,
-        "model": runner.info,
+    scores = {
         "metrics": acc.mean(),
         "metrics_pooled": acc.pooled(),
         "num_evaluated": len(acc),
@@ -288,12 +323,8 @@ def evaluate(
         "num_failed": len(failures),
         "skipped": skipped,
         "failures": failures,
-        "world_size": world,
-        "seconds": time.perf_counter() - started,
     }
-    if per_image:
-        result["per_image"] = per_image_rows
-    return result
+    return scores, per_image_rows
 
 
 def _score_sample(

@@ -190,6 +190,38 @@ class DepthPredictor:
         """
         return self._run(((key, (check_image(rgb), None)) for key, rgb in items), batch_size, tiling)
 
+    @torch.no_grad()
+    def predict_tensor(
+        self, images: torch.Tensor, *, forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Depth of RGB uint8 images ``(B, 3, H, W)`` (or one ``(3, H, W)``) -> float32 ``(B, H, W)``.
+
+        Exactly what :meth:`predict` (and so ``depth-anything eval``) computes for the same pixels: the reference
+        pre-processing per image (:func:`~depth_anything_v2.inference.transforms.preprocess`: OpenCV bicubic to the
+        working size, ImageNet normalisation), the network on the batch, and
+        :func:`~depth_anything_v2.inference.transforms.resize_prediction` back to ``(H, W)``. The result is on the
+        predictor's device. ``forward`` replaces ``self.model`` for the network call (e.g. the trainer's DDP /
+        FSDP wrapper under autocast): it takes the normalised ``(B, 3, h, w)`` batch and returns ``(B, h, w)``.
+
+        Example::
+
+            depth = predictor.predict_tensor(torch.from_numpy(image_rgb).permute(2, 0, 1))  # (1, H, W)
+        """
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor of RGB uint8 images (B, 3, H, W), got {type(images).__name__}")
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
+            raise ValueError(
+                f"expected RGB uint8 images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        height, width = images.shape[-2:]
+        rgb = images.permute(0, 2, 3, 1).cpu().numpy()
+        x = torch.cat([preprocess(im, self.input_size) for im in rgb]).to(self.device)
+        out = (forward or self.model)(x.to(self.dtype))
+        out = out[0] if isinstance(out, tuple) else out
+        return resize_prediction(out.float(), (height, width))
+
     def _run(self, items: Iterator, batch_size: int, tiling: Tiling | bool | None = None) -> Iterator:
         if (plan := resolve_tiling(tiling)) is not None:
             if batch_size < 1:

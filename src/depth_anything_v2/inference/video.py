@@ -778,119 +778,26 @@ def process_video(
         log.info("%s: formats %s do not apply to videos; writing %s", src, ignored, sorted(wanted))
     paths = video_output_paths(out_dir, stem, wanted)
     visual = wanted & {"color", "sbs", "gray"}
-
-    reader = open_video(src, backend=backend)
-    info = reader.info
-    reader.close()
-    use_backend = info.backend
-    log.info(
-        "%s: %dx%d, %s fps, ~%s frames (%s)", src, info.width, info.height, info.fps, info.frame_count, use_backend
-    )
+    info = _probe(src, backend)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(tempfile.mkdtemp(prefix=f".{stem}.range.", dir=out_dir))
     atomic = _AtomicOutputs(out_dir)
     try:
-        # Pass 1: the display range from evenly spread sample frames (their predictions are cached for pass 2).
-        kind, max_depth = "disparity", None
-        cached: dict[int, Path] = {}
-        display = (0.0, 0.0)
+        kind, max_depth, cached, display = "disparity", None, {}, (0.0, 0.0)
         if visual:
-            n_hint = info.frame_count or range_samples
-            sample = set(np.unique(np.linspace(0, n_hint - 1, min(range_samples, n_hint)).round().astype(int)).tolist())
-            last = max(sample)
-            pooled: list[np.ndarray] = []
-            stab1 = None
-            rng = np.random.default_rng(0)
-            reader = open_video(src, backend=backend)
-            decoded = Background(
-                _take_until(((i, f) for i, f in enumerate(reader.frames()) if i in sample), last),
-                2 * batch_size + 2,
-                "video-decode",
+            kind, max_depth, cached, display = _sample_display_range(
+                predictor, src, backend, info, cache_dir, batch_size, range_samples, stabilize
             )
-            try:
-                for i, _f, result in _predict_stream(predictor, iter(decoded), batch_size):
-                    values, kind, max_depth = _depth_of(result)
-                    cached[i] = cache_dir / f"{i}.npy"
-                    np.save(cached[i], values)
-                    if stabilize:
-                        stab1 = stab1 or TemporalStabilizer(kind)  # type: ignore[arg-type]
-                        values = stab1(values)[0]
-                    pooled.append(_range_values(values, rng))
-            finally:
-                decoded.close()
-                reader.close()
-            if not cached:
-                raise VideoReadError(f"{src}: no decodable frame")
-            display = _display_range(np.concatenate(pooled), kind)
-            log.info("%s: display range %.6g .. %.6g from %d sampled frames", src, *display, len(cached))
-
-        # Pass 2: every frame, in order: decoded in one thread, predicted here, written in another.
-        reader = open_video(src, backend=backend)
         clip = _ClipWriter(
-            paths, visual, "npy" in wanted, atomic, info.fps, use_backend, colormap, display, stabilize, src
+            paths, visual, "npy" in wanted, atomic, info.fps, info.backend, colormap, display, stabilize, src
         )
-        decoded = Background(enumerate(reader.frames()), 2 * batch_size + 2, "video-decode")
-        sink = _Sink(4, "video-write")
-        n = 0
-        try:
-            for i, frame, result in _predict_stream(predictor, iter(decoded), batch_size, cached):
-                values, kind_i, max_depth_i = _depth_of(result)
-                if kind_i:
-                    kind, max_depth = kind_i, max_depth_i
-                clip.kind = kind
-                sink.submit(functools.partial(clip.write, i, frame, values))
-                n = i + 1
-                if progress is not None:
-                    progress(n, info.frame_count)
-            sink.close()
-        finally:
-            decoded.close()
-            sink.close(raise_error=False)
-            reader.close()
-            clip.close()
-        w, h = clip.width, clip.height
-        stab = clip.stabilizer
-        scales, shifts = clip.scales, clip.shifts
-        if n == 0:
-            raise VideoReadError(f"{src}: no decodable frame")
-        if info.frame_count and info.frame_count != n:
-            log.info("%s: container claimed %d frames, decoded %d", src, info.frame_count, n)
-
-        summary: dict[str, Any] = {
-            "source": str(src),
-            "frames": n,
-            "fps": float(info.fps),
-            "fps_rational": f"{info.fps.numerator}/{info.fps.denominator}",
-            "width": w,
-            "height": h,
-            "duration_s": float(n / info.fps),
-            "kind": kind,
-            "unit": "m" if kind == "metric" else None,
-            "max_depth": max_depth,
-            "display_range": list(display) if visual else None,
-            "colormap": colormap,
-            "stabilized": bool(stabilize),
-            "stabilizer_resets": stab.resets if stab is not None else 0,
-            "backend": use_backend,
-            "ignored_formats": ignored,
-            "outputs": {name: str(p) for name, p in paths.items()},
-        }
+        n, kind, max_depth = _write_frames(
+            predictor, clip, backend, info, cached, batch_size, kind, max_depth, progress
+        )
+        summary = _summary(clip, n, kind, max_depth, ignored)
         if "npy" in wanted:
-            meta = {
-                "format": "depth_anything_v2.video_depth/1",
-                "npy": paths["npy"].name,
-                "shape": [n, h, w],
-                "dtype": "float32",
-                **{k: summary[k] for k in ("source", "frames", "fps_rational", "kind", "unit", "max_depth")},
-                "display_range": summary["display_range"],
-                "colormap": colormap,
-                "stabilized": bool(stabilize),
-            }
-            if stabilize:
-                meta["stabilization"] = {"scale": scales, "shift": shifts, "note": "stabilised = scale * raw + shift"}
-            json_tmp = atomic.temp_for(paths["json"])
-            json_tmp.write_text(json.dumps(meta, indent=1) + "\n")
+            _write_metadata(clip, summary)
         atomic.commit()
     except BaseException:
         atomic.abort()
@@ -900,6 +807,142 @@ def process_video(
     summary["seconds"] = time.perf_counter() - t_start
     log.info("%s: %d frames in %.1f s", src, n, summary["seconds"])
     return summary
+
+
+def _probe(src: Path, backend: Literal["auto", "pyav", "opencv"]) -> VideoInfo:
+    """What the container says about the clip (size, rate, frame count), logged."""
+    reader = open_video(src, backend=backend)
+    info = reader.info
+    reader.close()
+    log.info(
+        "%s: %dx%d, %s fps, ~%s frames (%s)", src, info.width, info.height, info.fps, info.frame_count, info.backend
+    )
+    return info
+
+
+def _sample_display_range(
+    predictor: Any,
+    src: Path,
+    backend: Literal["auto", "pyav", "opencv"],
+    info: VideoInfo,
+    cache_dir: Path,
+    batch_size: int,
+    range_samples: int,
+    stabilize: bool,
+) -> tuple[str, float | None, dict[int, Path], tuple[float, float]]:
+    """Pass 1: ``(kind, max_depth, cached predictions, display range)`` from evenly spread sample frames."""
+    n_hint = info.frame_count or range_samples
+    sample = set(np.unique(np.linspace(0, n_hint - 1, min(range_samples, n_hint)).round().astype(int)).tolist())
+    last = max(sample)
+    kind, max_depth = "disparity", None
+    cached: dict[int, Path] = {}
+    pooled: list[np.ndarray] = []
+    stab = None
+    rng = np.random.default_rng(0)
+    reader = open_video(src, backend=backend)
+    decoded = Background(
+        _take_until(((i, f) for i, f in enumerate(reader.frames()) if i in sample), last),
+        2 * batch_size + 2,
+        "video-decode",
+    )
+    try:
+        for i, _f, result in _predict_stream(predictor, iter(decoded), batch_size):
+            values, kind, max_depth = _depth_of(result)
+            cached[i] = cache_dir / f"{i}.npy"
+            np.save(cached[i], values)
+            if stabilize:
+                stab = stab or TemporalStabilizer(kind)  # type: ignore[arg-type]
+                values = stab(values)[0]
+            pooled.append(_range_values(values, rng))
+    finally:
+        decoded.close()
+        reader.close()
+    if not cached:
+        raise VideoReadError(f"{src}: no decodable frame")
+    display = _display_range(np.concatenate(pooled), kind)
+    log.info("%s: display range %.6g .. %.6g from %d sampled frames", src, *display, len(cached))
+    return kind, max_depth, cached, display
+
+
+def _write_frames(
+    predictor: Any,
+    clip: _ClipWriter,
+    backend: Literal["auto", "pyav", "opencv"],
+    info: VideoInfo,
+    cached: dict[int, Path],
+    batch_size: int,
+    kind: str,
+    max_depth: float | None,
+    progress: Callable[[int, int | None], None] | None,
+) -> tuple[int, str, float | None]:
+    """Pass 2: every frame in order (decoded, predicted, written in three threads): ``(n, kind, max_depth)``."""
+    reader = open_video(clip.source, backend=backend)
+    decoded = Background(enumerate(reader.frames()), 2 * batch_size + 2, "video-decode")
+    sink = _Sink(4, "video-write")
+    n = 0
+    try:
+        for i, frame, result in _predict_stream(predictor, iter(decoded), batch_size, cached):
+            values, kind_i, max_depth_i = _depth_of(result)
+            if kind_i:
+                kind, max_depth = kind_i, max_depth_i
+            clip.kind = kind
+            sink.submit(functools.partial(clip.write, i, frame, values))
+            n = i + 1
+            if progress is not None:
+                progress(n, info.frame_count)
+        sink.close()
+    finally:
+        decoded.close()
+        sink.close(raise_error=False)
+        reader.close()
+        clip.close()
+    if n == 0:
+        raise VideoReadError(f"{clip.source}: no decodable frame")
+    if info.frame_count and info.frame_count != n:
+        log.info("%s: container claimed %d frames, decoded %d", clip.source, info.frame_count, n)
+    return n, kind, max_depth
+
+
+def _summary(clip: _ClipWriter, n: int, kind: str, max_depth: float | None, ignored: list[str]) -> dict[str, Any]:
+    """The summary :func:`process_video` returns, but for the wall time."""
+    stab = clip.stabilizer
+    return {
+        "source": str(clip.source),
+        "frames": n,
+        "fps": float(clip.fps),
+        "fps_rational": f"{clip.fps.numerator}/{clip.fps.denominator}",
+        "width": clip.width,
+        "height": clip.height,
+        "duration_s": float(n / clip.fps),
+        "kind": kind,
+        "unit": "m" if kind == "metric" else None,
+        "max_depth": max_depth,
+        "display_range": list(clip.display) if clip.visual else None,
+        "colormap": clip.colormap,
+        "stabilized": bool(clip.stabilize),
+        "stabilizer_resets": stab.resets if stab is not None else 0,
+        "backend": clip.backend,
+        "ignored_formats": ignored,
+        "outputs": {name: str(p) for name, p in clip.paths.items()},
+    }
+
+
+def _write_metadata(clip: _ClipWriter, summary: dict[str, Any]) -> None:
+    """``<stem>_depth.json`` next to the ``.npy``: shape, rate, kind, display range and stabilisation."""
+    meta = {
+        "format": "depth_anything_v2.video_depth/1",
+        "npy": clip.paths["npy"].name,
+        "shape": [summary["frames"], clip.height, clip.width],
+        "dtype": "float32",
+        **{k: summary[k] for k in ("source", "frames", "fps_rational", "kind", "unit", "max_depth")},
+        "display_range": summary["display_range"],
+        "colormap": clip.colormap,
+        "stabilized": bool(clip.stabilize),
+    }
+    if clip.stabilize:
+        meta["stabilization"] = {"scale": clip.scales, "shift": clip.shifts, "note": "stabilised = scale * raw + shift"}
+    json_tmp = clip.atomic.temp_for(clip.paths["json"])
+    json_tmp.write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def _take_until(items: Iterator[tuple[int, np.ndarray]], last: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -969,70 +1012,21 @@ def run_stream(
     if show:
         _check_display()
     reader = _OpenCVReader(source, live=live)
-    backend = "pyav" if _have_pyav() else "opencv"
     out_path = Path(out) if out is not None else None
-    atomic = _AtomicOutputs(out_path.parent) if out_path is not None else None
-    writer = None
-    stab = None
-    lo = hi = None
-    n, fps_ema, stopped_by = 0, 0.0, "end"
-    t_start = t_prev = time.perf_counter()
+    recording: _Recording | None = None
+    t_start = time.perf_counter()
     try:
         if out_path is not None:
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            for frame in reader.frames():
-                result = predictor.predict(frame, channel_order="rgb")
-                values = np.asarray(result.depth, np.float32)
-                if stabilize:
-                    stab = stab or TemporalStabilizer(result.kind)
-                    values = stab(values)[0]
-                p_lo, p_hi = (float(v) for v in np.nanpercentile(values, (2, 98)))
-                lo = p_lo if lo is None else (1 - range_momentum) * lo + range_momentum * p_lo
-                hi = p_hi if hi is None else (1 - range_momentum) * hi + range_momentum * p_hi
-                vmin, vmax = (hi, lo) if result.kind == "metric" else (lo, hi)
-                color = outputs.colorize(values, colormap, vmin, vmax)
-                if out_path is not None and atomic is not None:
-                    if writer is None:
-                        h, w = frame.shape[:2]
-                        width = 2 * w + outputs.SBS_GAP_PX if sbs else w
-                        stamps = "wallclock" if live and backend == "pyav" else "rate"
-                        writer = _open_writer(
-                            atomic.temp_for(out_path), width, h, reader.info.fps, backend=backend, timestamps=stamps
-                        )
-                    writer.write(_sbs(frame, color) if sbs else color)
-                n += 1
-                now = time.perf_counter()
-                inst = 1.0 / max(now - t_prev, 1e-6)
-                fps_ema = inst if n == 1 else 0.9 * fps_ema + 0.1 * inst
-                t_prev = now
-                if show:
-                    view = np.ascontiguousarray(_sbs(frame, color)[..., ::-1])
-                    cv2.putText(view, f"{fps_ema:5.1f} FPS", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 4)
-                    cv2.putText(
-                        view, f"{fps_ema:5.1f} FPS", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2
-                    )
-                    cv2.imshow("depth-anything", view)
-                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                        stopped_by = "key"
-                        break
-                if max_frames is not None and n >= max_frames:
-                    stopped_by = "max_frames"
-                    break
-        except KeyboardInterrupt:
-            stopped_by = "interrupt"
+            recording = _Recording(out_path, reader.info.fps, sbs=sbs, live=live)
+        depth = _colored_depth(predictor, reader.frames(), colormap, stabilize, range_momentum)
+        n, stopped_by = _play(depth, recording, show, max_frames, t_start)
         if n == 0:
             raise VideoReadError(f"{source}: no frame received")
-        if writer is not None:
-            writer.close()
-            writer = None
-        if atomic is not None:
-            atomic.commit()
+        if recording is not None:
+            recording.commit()
     except BaseException:
-        if writer is not None:
-            writer.close()
-        if atomic is not None:
-            atomic.abort()
+        if recording is not None:
+            recording.abort()
         raise
     finally:
         reader.close()
@@ -1047,3 +1041,93 @@ def run_stream(
         "output": str(out_path) if out_path is not None else None,
         "stopped_by": stopped_by,
     }
+
+
+def _colored_depth(
+    predictor: Any, frames: Iterator[np.ndarray], colormap: str, stabilize: bool, momentum: float
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(frame_rgb, colourised depth)`` per frame, in a display range that follows the stream (an EMA)."""
+    stab = None
+    lo = hi = None
+    for frame in frames:
+        result = predictor.predict(frame, channel_order="rgb")
+        values = np.asarray(result.depth, np.float32)
+        if stabilize:
+            stab = stab or TemporalStabilizer(result.kind)
+            values = stab(values)[0]
+        p_lo, p_hi = (float(v) for v in np.nanpercentile(values, (2, 98)))
+        lo = p_lo if lo is None else (1 - momentum) * lo + momentum * p_lo
+        hi = p_hi if hi is None else (1 - momentum) * hi + momentum * p_hi
+        vmin, vmax = (hi, lo) if result.kind == "metric" else (lo, hi)
+        yield frame, outputs.colorize(values, colormap, vmin, vmax)
+
+
+def _play(
+    depth: Iterator[tuple[np.ndarray, np.ndarray]],
+    recording: _Recording | None,
+    show: bool,
+    max_frames: int | None,
+    t_prev: float,
+) -> tuple[int, str]:
+    """Record and show each frame until the stream ends, a key, ``max_frames`` or Ctrl-C: ``(frames, why)``."""
+    n, fps = 0, 0.0
+    try:
+        for frame, color in depth:
+            if recording is not None:
+                recording.write(frame, color)
+            n += 1
+            now = time.perf_counter()
+            inst = 1.0 / max(now - t_prev, 1e-6)
+            fps = inst if n == 1 else 0.9 * fps + 0.1 * inst
+            t_prev = now
+            if show and _show(frame, color, fps):
+                return n, "key"
+            if max_frames is not None and n >= max_frames:
+                return n, "max_frames"
+    except KeyboardInterrupt:
+        return n, "interrupt"
+    return n, "end"
+
+
+def _show(frame_rgb: np.ndarray, color_rgb: np.ndarray, fps: float) -> bool:
+    """Show input | depth with the FPS readout in the window; True when ``q`` or Esc was pressed."""
+    import cv2
+
+    view = np.ascontiguousarray(_sbs(frame_rgb, color_rgb)[..., ::-1])
+    for bgr, thickness in (((0, 0, 0), 4), ((255, 255, 255), 2)):  # white text on a black outline
+        cv2.putText(view, f"{fps:5.1f} FPS", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, bgr, thickness)
+    cv2.imshow("depth-anything", view)
+    return cv2.waitKey(1) & 0xFF in (ord("q"), 27)
+
+
+class _Recording:
+    """The ``out`` file of :func:`run_stream`: opened at the first frame, moved into place by :meth:`commit`."""
+
+    def __init__(self, path: Path, fps: Fraction, *, sbs: bool, live: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.fps, self.sbs = path, fps, sbs
+        self.backend = "pyav" if _have_pyav() else "opencv"
+        self.timestamps = "wallclock" if live and self.backend == "pyav" else "rate"
+        self.atomic = _AtomicOutputs(path.parent)
+        self.writer: Any = None
+
+    def write(self, frame_rgb: np.ndarray, color_rgb: np.ndarray) -> None:
+        if self.writer is None:
+            h, w = frame_rgb.shape[:2]
+            width = 2 * w + outputs.SBS_GAP_PX if self.sbs else w
+            tmp = self.atomic.temp_for(self.path)
+            self.writer = _open_writer(tmp, width, h, self.fps, backend=self.backend, timestamps=self.timestamps)
+        self.writer.write(_sbs(frame_rgb, color_rgb) if self.sbs else color_rgb)
+
+    def commit(self) -> None:
+        self._close_writer()
+        self.atomic.commit()
+
+    def abort(self) -> None:
+        self._close_writer()
+        self.atomic.abort()
+
+    def _close_writer(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

@@ -11,7 +11,10 @@ under ``"model"``, unprefixed):
 ``stage``          ``teacher`` / ``student`` / ``metric``
 ``step``           optimiser steps done; ``micro_batches``: micro-batches consumed per rank (data position)
 ``optimizer``      optimiser state; ``scheduler``: LR scheduler state; ``scaler``: fp16 gradient scaler state
-``rng``            one entry per rank: ``{"torch", "cuda", "numpy", "python"}`` generator states
+``ranks``          one entry per rank: ``rng`` (``{"torch", "cuda", "numpy", "python"}`` generator states),
+                   ``micro_batches``, ``num_workers`` and, for streamed shards, ``cursors``: each DataLoader
+                   worker's stream position (epoch, shard, byte offset, shuffle-buffer references, RNG state;
+                   :class:`~depth_anything_v2.training.data.ShardCursor`), so resuming seeks instead of replaying
 ``world_size``     ranks that wrote it (the RNG list's length)
 ``config``         the resolved configuration (plain data)
 ``best``           ``{"metric", "value", "step"}`` of the best validation so far, or ``None``

@@ -55,6 +55,7 @@ __all__ = [
     "config_to_dict",
     "dump_config",
     "from_dict",
+    "fsdp_param_dtype",
     "load_config",
     "parse_override",
     "validate",
@@ -193,6 +194,11 @@ class TrainLoopConfig:
         progress: a tqdm bar on rank 0. tensorboard: also write TensorBoard events (if installed).
         compile: ``torch.compile`` the model.
         max_bad_steps: consecutive steps with a non-finite loss or gradient (skipped) before giving up.
+        activation_checkpointing: recompute each encoder block's activations in the backward pass instead of
+            storing them (per block: ~1/3 more compute, activations of ``depth`` blocks -> one; for vitg at 518).
+        fsdp_param_dtype: the dtype FSDP gathers parameters in (its compute copy; the shards and the optimiser stay
+            fp32): ``auto`` = bf16 under ``precision: bf16``, else fp32.
+        fsdp_reduce_dtype: the dtype of FSDP's gradient reduce-scatter (fp32 keeps the sum exact to fp32).
     """
 
     batch_size: int = 64
@@ -211,6 +217,19 @@ class TrainLoopConfig:
     tensorboard: bool = False
     compile: bool = False
     max_bad_steps: int = 10
+    activation_checkpointing: bool = False
+    fsdp_param_dtype: Literal["auto", "fp32", "bf16"] = "auto"
+    fsdp_reduce_dtype: Literal["fp32", "bf16"] = "fp32"
+
+
+def fsdp_param_dtype(config: TrainConfig) -> Any:
+    """The torch dtype FSDP gathers parameters in for ``config`` (``train.fsdp_param_dtype``, ``auto`` resolved)."""
+    import torch
+
+    name = config.train.fsdp_param_dtype
+    if name == "auto":
+        name = "bf16" if config.train.precision == "bf16" else "fp32"
+    return torch.bfloat16 if name == "bf16" else torch.float32
 
 
 @dataclass

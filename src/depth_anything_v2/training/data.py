@@ -13,15 +13,20 @@ exactly the batches an uninterrupted one would, on any number of ranks and DataL
 * **streamed shards** (pseudo labels): :class:`ShardBatches` reads D's :class:`~depth_anything_v2.data.shards.
   ShardDataset` (split across ranks and workers, shuffled deterministically, cycling epochs) as raw bytes and
   has each worker build whole micro-batches of ``micro_batch`` *raw* samples (corrupt ones are dropped from
-  their batch, logged). Resuming skips raw samples without decoding them, and :func:`iterate_batches` restores
-  the round-robin order of the workers' batches, so the sequence continues where it stopped.
+  their batch, logged). Each worker's position (:class:`ShardCursor`: epoch, shard, byte offset, the shuffle
+  buffer's sample references and RNG state) travels with its batches into the checkpoint; resuming seeks
+  there, re-reading only the shuffle buffer's samples, and :func:`iterate_batches` restores the round-robin
+  order of the workers' batches, so the sequence continues where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import tarfile
 from collections import deque
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -38,6 +43,8 @@ __all__ = [
     "MapBatches",
     "SeededDataset",
     "ShardBatches",
+    "ShardCursor",
+    "StreamBatches",
     "build_dataset",
     "build_train_batches",
     "build_val_dataset",
@@ -237,11 +244,99 @@ class MapBatches:
 
 
 # ------------------------------------------------------------------------------------------- shards
+class ShardCursor:
+    """One worker's raw samples, epoch after epoch, in the order of :class:`~depth_anything_v2.data.shards.
+    ShardDataset` (its shard split and shuffle buffer), with a position that can be saved and seeked to.
+
+    :meth:`state` is plain data: the epoch, the shard (index in this worker's list) and the byte offset of the
+    next sample in it, the shuffle buffer as ``(shard id, byte offset)`` references, the buffer's RNG state and
+    the number of samples yielded. ``ShardCursor(..., state=s)`` continues exactly there, reading again only the
+    samples of the shuffle buffer (``reads`` counts the samples read from disk).
+    """
+
+    def __init__(self, source: Any, rank: int, worker: int, state: dict[str, Any] | None = None) -> None:
+        self.source, self.rank, self.worker = source, rank, worker
+        self.size = source.shuffle_buffer if source.shuffle_buffer > 1 else 0
+        s = state or {"epoch": source.epoch, "shard": 0, "offset": 0, "draining": False, "buffer": [], "count": 0}
+        self.epoch, self.shard, self.offset, self.draining = s["epoch"], s["shard"], s["offset"], s["draining"]
+        self.count, self.reads = s["count"], 0
+        if self.offset is None:  # the shard was read to its end
+            self.shard, self.offset = self.shard + 1, 0
+        self.rng = self._rng()
+        if s.get("rng") is not None:
+            version, internal, gauss = s["rng"]
+            self.rng.setstate((version, tuple(internal), gauss))
+        self.buffer = [(sid, offset, self._read_one(sid, offset)) for sid, offset in s["buffer"]]
+
+    def _rng(self) -> random.Random:
+        return random.Random(f"{self.source.seed}-{self.epoch}-{self.rank}-{self.worker}")  # as ShardDataset
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "shard": self.shard,
+            "offset": self.offset,
+            "draining": self.draining,
+            "buffer": [[sid, offset] for sid, offset, _ in self.buffer],
+            "rng": self.rng.getstate() if self.size else None,
+            "count": self.count,
+        }
+
+    def _read_one(self, sid: int, offset: int) -> dict[str, Any]:
+        from ..data.shards import _iter_tar
+
+        shard = self.source.shards[sid]
+        with closing(_iter_tar(shard, offset)) as samples:
+            key, fields, _, _ = next(samples)
+        self.reads += 1
+        return {"__key__": key, "__shard__": shard, **fields}
+
+    def _samples(self, shard: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        from ..data.shards import _iter_tar
+
+        try:
+            for key, fields, offset, next_offset in _iter_tar(shard, self.offset):
+                self.offset = next_offset
+                self.reads += 1
+                yield offset, {"__key__": key, "__shard__": shard, **fields}
+        except (tarfile.TarError, OSError, EOFError) as e:
+            self.source._fail(shard, None, f"unreadable shard ({e})")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        ids = {path: i for i, path in enumerate(self.source.shards)}
+        while True:
+            shards = self.source.assigned_shards(self.epoch)
+            while self.shard < len(shards):
+                for offset, raw in self._samples(shards[self.shard]):
+                    entry = (ids[shards[self.shard]], offset, raw)
+                    if not self.size:
+                        out = entry
+                    elif len(self.buffer) < self.size:
+                        self.buffer.append(entry)
+                        continue
+                    else:
+                        i = self.rng.randrange(self.size)
+                        out, self.buffer[i] = self.buffer[i], entry
+                    self.count += 1
+                    yield out[2]
+                self.shard, self.offset = self.shard + 1, 0
+            if not self.draining:
+                self.rng.shuffle(self.buffer)
+                self.draining = True
+            while self.buffer:
+                self.count += 1
+                yield self.buffer.pop(0)[2]
+            self.epoch, self.shard, self.offset, self.draining = self.epoch + 1, 0, 0, False
+            self.rng = self._rng()
+
+
 class ShardBatches(IterableDataset):
     """Whole micro-batches built inside each DataLoader worker from streamed pseudo-label shards.
 
-    Worker ``w`` of ``num_workers`` skips the raw samples of the ``skip_batches(w)`` batches it produced before
-    the resume point (reading tar members without decoding them). Each batch dict carries ``"__worker__"``.
+    Each batch dict carries ``"__worker__"`` and ``"__cursor__"``, the worker's :meth:`ShardCursor.state` after
+    it. Resuming with ``cursors`` (the last state of each worker) seeks there; without them, worker ``w`` of
+    ``num_workers`` reads and drops the raw samples of the ``skip_batches(w)`` batches it produced before the
+    resume point (a checkpoint of another worker count).
     """
 
     def __init__(
@@ -255,6 +350,7 @@ class ShardBatches(IterableDataset):
         world_size: int,
         shuffle_buffer: int,
         consumed_batches: int = 0,
+        cursors: list[dict[str, Any] | None] | None = None,
     ) -> None:
         from ..data.shards import ShardDataset
 
@@ -269,7 +365,7 @@ class ShardBatches(IterableDataset):
             repeat=True,
         )
         self.transform, self.micro_batch, self.seed, self.rank = transform, micro_batch, seed, rank
-        self.consumed_batches = consumed_batches
+        self.consumed_batches, self.cursors = consumed_batches, cursors
 
     @property
     def num_shards(self) -> int:
@@ -290,20 +386,21 @@ class ShardBatches(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        skip = self.skip_batches(worker, num_workers) * self.micro_batch
+        seek = self.cursors is not None and len(self.cursors) == num_workers
+        cursor = ShardCursor(self.source, self.rank, worker, self.cursors[worker] if seek else None)
+        skip = 0 if seek else self.skip_batches(worker, num_workers) * self.micro_batch
         batch: list[dict[str, Any]] = []
-        taken = 0
-        for index, raw in enumerate(self.source):
+        for raw in cursor:
+            index = cursor.count - 1
             if index < skip:
                 continue
-            taken += 1
             try:
                 batch.append(self._decode(raw, index, worker))
             except (ValueError, KeyError, OSError) as e:
                 log.warning("skipping pseudo-label sample %s in %s: %s", raw.get("__key__"), raw.get("__shard__"), e)
-            if taken % self.micro_batch == 0 and batch:
+            if (index + 1) % self.micro_batch == 0 and batch:
                 out = default_collate(batch)
-                out["__worker__"] = worker
+                out["__worker__"], out["__cursor__"] = worker, cursor.state()
                 yield out
                 batch = []
 
@@ -324,10 +421,18 @@ def iterate_batches(loader: DataLoader, num_workers: int, consumed: int) -> Iter
 
 
 class StreamBatches:
-    """Endless micro-batches of streamed shards for one rank; ``position`` counts micro-batches consumed."""
+    """Endless micro-batches of streamed shards for one rank; ``position`` counts micro-batches consumed and
+    ``cursors`` holds each worker's :class:`ShardCursor` state after its last consumed batch (None before it)."""
 
     def __init__(
-        self, dataset: ShardBatches, *, world_size: int, num_workers: int, pin_memory: bool, position: int = 0
+        self,
+        dataset: ShardBatches,
+        *,
+        world_size: int,
+        num_workers: int,
+        pin_memory: bool,
+        position: int = 0,
+        cursors: list[dict[str, Any] | None] | None = None,
     ) -> None:
         if dataset.num_shards < world_size:
             raise ConfigError(
@@ -338,7 +443,11 @@ class StreamBatches:
         self.num_workers = min(num_workers, dataset.num_shards // world_size)
         if self.num_workers < num_workers:
             log.info("using %d DataLoader workers (one per shard of this rank at most)", self.num_workers)
-        dataset.consumed_batches = position
+        workers = max(self.num_workers, 1)
+        if cursors is not None and len(cursors) != workers:
+            log.warning("the checkpoint's stream position is for %d worker(s): replaying to the position", len(cursors))
+            cursors = None
+        dataset.consumed_batches, dataset.cursors = position, cursors
         self.dataset = dataset
         self.loader = DataLoader(
             dataset,
@@ -348,9 +457,11 @@ class StreamBatches:
             persistent_workers=False,
         )
         self.position = position
+        self.cursors: list[dict[str, Any] | None] = list(cursors) if cursors is not None else [None] * workers
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for batch in iterate_batches(self.loader, self.num_workers, self.position):
+            self.cursors[int(batch["__worker__"])] = batch.pop("__cursor__")
             self.position += 1
             yield batch
 
@@ -363,8 +474,10 @@ def build_train_batches(
     world_size: int,
     pin_memory: bool,
     position: int = 0,
+    cursors: list[dict[str, Any] | None] | None = None,
 ) -> MapBatches | StreamBatches:
-    """The training micro-batch stream of this rank for ``config`` (see the module docstring)."""
+    """The training micro-batch stream of this rank for ``config`` (see the module docstring); ``cursors``:
+    the saved :attr:`StreamBatches.cursors` of this rank (streamed shards)."""
     from ..data.transforms import train_transform
 
     d = config.data
@@ -394,7 +507,12 @@ def build_train_batches(
         except FileNotFoundError as e:
             raise ConfigError(f"data.train: {e}") from None
         return StreamBatches(
-            stream, world_size=world_size, num_workers=d.num_workers, pin_memory=pin_memory, position=position
+            stream,
+            world_size=world_size,
+            num_workers=d.num_workers,
+            pin_memory=pin_memory,
+            position=position,
+            cursors=cursors,
         )
     parts = [
         build_dataset(

@@ -21,10 +21,18 @@ On pseudo-labelled images the paper ignores, in each sample, the 10% of valid pi
 per-pixel loss (``trim=0.1``: the threshold is the sample's 90th percentile of the per-pixel loss over its
 valid pixels, linear interpolation as ``torch.quantile``; pixels *above* it are dropped, so with ``n`` distinct
 values ``n - floor(0.9 * (n - 1)) - 1`` pixels go, e.g. exactly 10 of 100). The trimmed pixels are removed from
-the gradient term too (they are the unreliable labels).
+the gradient term too (they are the unreliable labels), but still count in the denominators: MiDaS' trimmed loss
+is ``1 / 2M * sum`` over the kept ``U_m`` pixels with ``M`` the valid count (MiDaS paper, eq. 7).
+
+**Global normalisation.** Every denominator (valid pixels per term; samples for ``"image"``; tokens for the
+feature loss; ``n`` and the sums of SiLog) is a property of the *global* batch of an optimiser step. A trainer
+sums :meth:`DepthLoss.totals` (labels only, known before the forward pass) / :func:`silog_totals` over ranks and
+accumulation micro-batches and passes the sum as ``totals``; each part then contributes its exact share, so 1
+process, N processes and N accumulation steps optimise the same loss (equal within float rounding).
 
 Other losses: the median / mean-absolute-deviation normalised MAE of Depth Anything V1 and MiDaS v3
-(``form="median_mad"``), V1's feature-alignment loss against a frozen encoder, and SiLog for metric depth
+(``form="median_mad"``), V1's feature-alignment loss against a frozen encoder (``1 - cos`` over the tokens below
+the margin, divided by *all* tokens as V1's ``1 - 1/HW sum cos``), and SiLog for metric depth
 (the reference metric trainer's formula, pooled over the batch).
 
 Shapes: predictions, targets and masks are ``(B, H, W)``; ``mask`` is bool (``None`` = every finite pixel).
@@ -65,6 +73,7 @@ __all__ = [
     "normalize_median_mad",
     "normalize_minmax",
     "silog_loss",
+    "silog_totals",
     "ssi_loss",
     "ssi_residual",
     "trim_mask",
@@ -115,16 +124,35 @@ def _check_inputs(
     return pred, target, valid
 
 
-def _reduce(per_sample_sum: torch.Tensor, per_sample_count: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Reduce per-sample loss sums ``(B,)`` with their pixel counts ``(B,)``; 0 (not NaN) without pixels."""
+def _reduce(
+    per_sample_sum: torch.Tensor,
+    per_sample_count: torch.Tensor,
+    reduction: str,
+    total: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Reduce per-sample loss sums ``(B,)`` with their pixel counts ``(B,)``; 0 (not NaN) without pixels.
+
+    ``total`` replaces the batch's own denominator (``"batch"``: its pixel count; ``"image"``: its number of
+    samples with a pixel) by a global one: the sum over every rank and accumulation micro-batch of one optimiser
+    step, so that the step optimises the loss of the global batch (see :meth:`DepthLoss.totals`).
+    """
     if reduction == "batch":
-        total = per_sample_count.sum()
-        return per_sample_sum.sum() / total.clamp(min=1).to(per_sample_sum.dtype)
+        denom = per_sample_count.sum() if total is None else total
+        return per_sample_sum.sum() / denom.clamp(min=1).to(per_sample_sum.dtype)
     if reduction == "image":
         has = per_sample_count > 0
         means = per_sample_sum / per_sample_count.clamp(min=1).to(per_sample_sum.dtype)
-        return (means * has).sum() / has.sum().clamp(min=1).to(per_sample_sum.dtype)
+        denom = has.sum() if total is None else total
+        return (means * has).sum() / denom.clamp(min=1).to(per_sample_sum.dtype)
     raise ValueError(f"expected reduction in {_REDUCTIONS}, got {reduction!r}")
+
+
+def _denominators(valid: torch.Tensor, scales: int, reduction: str) -> torch.Tensor:
+    """``(1 + scales,)`` float64: the denominators of the SSI term and of each gradient scale for ``valid``."""
+    counts = [valid.sum(dim=(1, 2))] + [valid[:, :: 2**k, :: 2**k].sum(dim=(1, 2)) for k in range(scales)]
+    if reduction == "image":
+        return torch.stack([(c > 0).sum() for c in counts]).double()
+    return torch.stack([c.sum() for c in counts]).double()
 
 
 def _sorted_valid(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,14 +272,23 @@ def trim_mask(pixel_loss: torch.Tensor, mask: torch.Tensor, trim: float) -> torc
 
 
 # -------------------------------------------------------------------------------------------- losses
-def _ssi_from_residual(residual: torch.Tensor, valid: torch.Tensor, form: str, reduction: str) -> torch.Tensor:
+def _ssi_from_residual(
+    residual: torch.Tensor,
+    kept: torch.Tensor,
+    valid: torch.Tensor,
+    form: str,
+    reduction: str,
+    total: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Sum of the per-pixel loss over ``kept`` pixels, divided by the number of ``valid`` ones (MiDaS' trimmed
+    loss ``1 / 2M * sum over the kept U_m pixels``: the denominator counts the trimmed pixels too)."""
     pixel = _pixel_loss(residual, form)
-    sums = torch.where(valid, pixel, torch.zeros_like(pixel)).sum(dim=(1, 2))
+    sums = torch.where(kept, pixel, torch.zeros_like(pixel)).sum(dim=(1, 2))
     counts = valid.sum(dim=(1, 2))
     # MiDaS halves the squared error: sum(r^2) / (2 M).
     if form == "mse":
         sums = sums / 2
-    return _reduce(sums, counts, reduction)
+    return _reduce(sums, counts, reduction, total)
 
 
 def ssi_loss(
@@ -279,23 +316,32 @@ def ssi_loss(
         A scalar tensor; 0 when no pixel is valid.
     """
     residual, valid = ssi_residual(pred, target, mask, form=form)
-    valid = trim_mask(_pixel_loss(residual, form), valid, trim)
-    return _ssi_from_residual(residual, valid, form, reduction)
+    kept = trim_mask(_pixel_loss(residual, form), valid, trim)
+    return _ssi_from_residual(residual, kept, valid, form, reduction)
 
 
-def _gradient_from_residual(residual: torch.Tensor, valid: torch.Tensor, scales: int, reduction: str) -> torch.Tensor:
+def _gradient_from_residual(
+    residual: torch.Tensor,
+    kept: torch.Tensor,
+    valid: torch.Tensor,
+    scales: int,
+    reduction: str,
+    totals: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Pairs of adjacent ``kept`` pixels, divided per scale by the number of ``valid`` pixels at that scale."""
     total = residual.new_zeros(())
     for k in range(scales):
         step = 2**k
         r = residual[:, ::step, ::step]
-        m = valid[:, ::step, ::step]
+        m = kept[:, ::step, ::step]
         r = torch.where(m, r, torch.zeros_like(r))
         mx = m[:, :, 1:] & m[:, :, :-1]  # valid only where both neighbours are valid
         my = m[:, 1:, :] & m[:, :-1, :]
         gx = torch.where(mx, (r[:, :, 1:] - r[:, :, :-1]).abs(), torch.zeros((), dtype=r.dtype, device=r.device))
         gy = torch.where(my, (r[:, 1:, :] - r[:, :-1, :]).abs(), torch.zeros((), dtype=r.dtype, device=r.device))
         sums = gx.sum(dim=(1, 2)) + gy.sum(dim=(1, 2))
-        total = total + _reduce(sums, m.sum(dim=(1, 2)), reduction)
+        counts = valid[:, ::step, ::step].sum(dim=(1, 2))
+        total = total + _reduce(sums, counts, reduction, None if totals is None else totals[k])
     return total
 
 
@@ -318,7 +364,7 @@ def gradient_matching_loss(
     if scales < 1:
         raise ValueError(f"expected scales >= 1, got {scales}")
     residual, valid = ssi_residual(pred, target, mask, form=form)
-    return _gradient_from_residual(residual, valid, scales, reduction)
+    return _gradient_from_residual(residual, valid, valid, scales, reduction)
 
 
 def feature_alignment_loss(
@@ -327,18 +373,22 @@ def feature_alignment_loss(
     *,
     threshold: float = 0.85,
     mask: torch.Tensor | None = None,
+    total: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
-    """V1's feature-alignment loss: mean ``1 - cos(student, frozen encoder)`` over tokens not yet aligned.
+    """V1's feature-alignment loss: ``1 - cos(student, frozen encoder)`` summed over tokens not yet aligned,
+    divided by the number of tokens (V1's ``1 - 1/HW sum cos``; the aligned tokens count in ``HW``).
 
     Args:
         student_features, teacher_features: the same shape, either ``(B, N, C)`` patch tokens or
             ``(B, C, h, w)`` feature maps (cosine taken over ``C``). The teacher is detached (frozen encoder).
         threshold: tokens whose similarity is already above it are ignored (0.85 in the paper); the
             selection is not differentiated.
-        mask: optional bool ``(B, N)`` / ``(B, h, w)`` of tokens that may take part.
+        mask: optional bool ``(B, N)`` / ``(B, h, w)`` of tokens that may take part (the denominator counts them).
+        total: the denominator instead of this batch's token count (the global count of a distributed or
+            accumulated step).
 
     Returns:
-        A scalar: the mean of ``1 - cos`` over the kept tokens of the batch; 0 if none is kept.
+        A scalar: the sum of ``1 - cos`` over the kept tokens / the number of tokens; 0 if none is kept.
     """
     if student_features.shape != teacher_features.shape:
         raise ValueError(
@@ -352,15 +402,67 @@ def feature_alignment_loss(
         )
     dim = -1 if student_features.ndim == 3 else 1
     cos = F.cosine_similarity(student_features.float(), teacher_features.detach().float(), dim=dim, eps=1e-8)
-    keep = cos.detach() < threshold
+    allowed = torch.ones_like(cos, dtype=torch.bool)
     if mask is not None:
         if mask.shape != cos.shape:
             raise ValueError(
                 f"feature_alignment_loss: expected mask of shape {tuple(cos.shape)}, got {tuple(mask.shape)}"
             )
-        keep = keep & mask.bool()
+        allowed = mask.bool()
+    keep = (cos.detach() < threshold) & allowed
     per_token = torch.where(keep, 1.0 - cos, torch.zeros_like(cos))
-    return per_token.sum() / keep.sum().clamp(min=1).to(cos.dtype)
+    denom = allowed.sum() if total is None else torch.as_tensor(total)
+    return per_token.sum() / denom.clamp(min=1).to(cos.dtype)
+
+
+def _silog_log_ratio(
+    pred_depth_m: torch.Tensor,
+    target_depth_m: torch.Tensor,
+    mask: torch.Tensor | None,
+    min_depth: float,
+    max_depth: float | None,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``g = log(target) - log(pred)`` (0 at invalid pixels) and the valid mask, both (B, H, W)."""
+    pred, target, valid = _check_inputs(pred_depth_m, target_depth_m, mask, "silog_loss")
+    valid = valid & (target >= min_depth)
+    if max_depth is not None:
+        valid = valid & (target <= max_depth)
+    one = torch.ones((), dtype=pred.dtype, device=pred.device)
+    g = torch.where(valid, torch.log(torch.where(valid, target, one)) - torch.log(pred.clamp(min=eps)), 0 * one)
+    return g, valid
+
+
+def _safe_sqrt(value: torch.Tensor) -> torch.Tensor:
+    """sqrt with value 0 and gradient 0 at (and below) 0 (the reference would give NaN)."""
+    positive = value > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, value, torch.ones_like(value))), 0 * value)
+
+
+def silog_totals(
+    pred_depth_m: torch.Tensor,
+    target_depth_m: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    min_depth: float = 1e-3,
+    max_depth: float | None = None,
+    reduction: Reduction = "batch",
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """The statistics :func:`silog_loss` needs from every part of a global batch, float64, detached.
+
+    ``"batch"``: ``(n, sum g, sum g**2)`` (the square root is taken of the *pooled* statistics, so every rank
+    and micro-batch needs the global sums before its backward pass); ``"image"``: ``(number of samples with
+    a valid pixel,)``. Sum them over ranks and micro-batches and pass the result as ``totals``.
+    """
+    with torch.no_grad():
+        g, valid = _silog_log_ratio(pred_depth_m, target_depth_m, mask, min_depth, max_depth, eps)
+        if reduction == "image":
+            return valid.any(dim=(1, 2)).sum().double().reshape(1)
+        if reduction != "batch":
+            raise ValueError(f"expected reduction in {_REDUCTIONS}, got {reduction!r}")
+        g = g.double()
+        return torch.stack([valid.sum().double(), g.sum(), (g * g).sum()])
 
 
 def silog_loss(
@@ -373,6 +475,7 @@ def silog_loss(
     max_depth: float | None = None,
     reduction: Reduction = "batch",
     eps: float = 1e-6,
+    totals: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scale-invariant log loss for metric depth (the reference metric trainer's ``SiLogLoss``).
 
@@ -381,28 +484,33 @@ def silog_loss(
     (``reduction="batch"``, the reference) or per sample then averaged (``"image"``). Predictions are
     clamped at ``eps`` before the log (a sigmoid head can underflow to 0). The square root of 0 has gradient
     0 here (the reference would give NaN). Units: metres, (B, H, W).
+
+    ``totals`` (:func:`silog_totals` summed over the ranks and micro-batches of one optimiser step) makes this
+    batch's result its *share* of the global batch's loss: the shares' values add up to the global loss and
+    their gradients to its gradient (``d sqrt(V) = dV / (2 sqrt(V))``, ``V`` from the global sums).
     """
-    pred, target, valid = _check_inputs(pred_depth_m, target_depth_m, mask, "silog_loss")
-    valid = valid & (target >= min_depth)
-    if max_depth is not None:
-        valid = valid & (target <= max_depth)
-    one = torch.ones((), dtype=pred.dtype, device=pred.device)
-    g = torch.where(valid, torch.log(torch.where(valid, target, one)) - torch.log(pred.clamp(min=eps)), 0 * one)
+    g, valid = _silog_log_ratio(pred_depth_m, target_depth_m, mask, min_depth, max_depth, eps)
     if reduction == "batch":
-        n = valid.sum().clamp(min=1).to(g.dtype)
-        value = (g * g).sum() / n - lambd * (g.sum() / n) ** 2
-        has = valid.any()
-    elif reduction == "image":
-        n = valid.sum(dim=(1, 2)).clamp(min=1).to(g.dtype)
-        value = (g * g).sum(dim=(1, 2)) / n - lambd * (g.sum(dim=(1, 2)) / n) ** 2
-        has = valid.any(dim=(1, 2))
-    else:
+        if totals is None:
+            n = valid.sum().clamp(min=1).to(g.dtype)
+            return _safe_sqrt((g * g).sum() / n - lambd * (g.sum() / n) ** 2)
+        n, s1, s2 = (t.to(g.dtype) for t in totals.to(g.device).unbind())
+        n = n.clamp(min=1)
+        root = _safe_sqrt(s2 / n - lambd * (s1 / n) ** 2)
+        # First-order share of the pooled loss: its gradient is exactly the global loss's gradient restricted to
+        # this batch's pixels; its value is root x this batch's fraction of the pixels.
+        linear = ((g * g).sum() / n - 2 * lambd * (s1 / n**2) * g.sum()) / (2 * root).clamp(
+            min=torch.finfo(g.dtype).tiny
+        )
+        linear = torch.where(root > 0, linear, 0 * linear)
+        return root * (valid.sum().to(g.dtype) / n) + (linear - linear.detach())
+    if reduction != "image":
         raise ValueError(f"expected reduction in {_REDUCTIONS}, got {reduction!r}")
-    positive = value > 0
-    root = torch.where(positive, torch.sqrt(torch.where(positive, value, one)), 0 * value)
-    if reduction == "batch":
-        return root
-    return (root * has).sum() / has.sum().clamp(min=1).to(root.dtype)
+    n = valid.sum(dim=(1, 2)).clamp(min=1).to(g.dtype)
+    root = _safe_sqrt((g * g).sum(dim=(1, 2)) / n - lambd * (g.sum(dim=(1, 2)) / n) ** 2)
+    has = valid.any(dim=(1, 2))
+    denom = has.sum() if totals is None else totals.reshape(())
+    return (root * has).sum() / denom.clamp(min=1).to(root.dtype)
 
 
 # -------------------------------------------------------------------------------------- combined loss
@@ -465,33 +573,58 @@ class DepthLoss(nn.Module):
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
 
+    def _split_regions(self, valid: torch.Tensor, regions: torch.Tensor | None) -> torch.Tensor:
+        if regions is None:
+            return valid
+        if regions.shape != valid.shape or regions.dtype != torch.bool:
+            raise ValueError(
+                f"DepthLoss: expected bool regions of shape {tuple(valid.shape)}, got "
+                f"{regions.dtype} {tuple(regions.shape)}"
+            )
+        return torch.cat([valid & ~regions, valid & regions])
+
+    def totals(
+        self, target: torch.Tensor, mask: torch.Tensor | None = None, regions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The loss's denominators for this batch, ``(1 + scales,)`` float64: the SSI term's, then each gradient
+        scale's (valid pixels, or samples with a valid pixel for ``reduction="image"``).
+
+        They depend on the labels only (trimmed pixels still count, as in MiDaS), so a trainer can sum them over
+        every rank and accumulation micro-batch *before* the forward pass and give the sum to :meth:`compute`:
+        the step then optimises the loss of the global batch, whatever the world size and accumulation.
+        """
+        valid = torch.isfinite(target) if mask is None else (mask & torch.isfinite(target))
+        return _denominators(self._split_regions(valid, regions), self.config.scales, self.config.reduction)
+
     def compute(
         self,
         pred: torch.Tensor,
         target: torch.Tensor,
         mask: torch.Tensor | None = None,
         regions: torch.Tensor | None = None,
+        totals: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """The terms; ``totals`` (from :meth:`totals`, summed over a global batch) replaces this batch's own
+        denominators, making the result this batch's share of the global batch's loss."""
         cfg = self.config
         _, _, valid = _check_inputs(pred, target, mask, "DepthLoss")
         if regions is not None:
-            if regions.shape != pred.shape or regions.dtype != torch.bool:
-                raise ValueError(
-                    f"DepthLoss: expected bool regions of shape {tuple(pred.shape)}, got "
-                    f"{regions.dtype} {tuple(regions.shape)}"
-                )
+            valid = self._split_regions(valid, regions)
             pred = torch.cat([pred, pred])
             target = torch.cat([target, target])
-            valid = torch.cat([valid & ~regions, valid & regions])
+        if totals is not None:
+            totals = totals.to(pred.device)
         if cfg.normalize_target:
             target = normalize_minmax(target, valid)
         residual, valid = ssi_residual(pred, target, valid, form=cfg.form)
         kept = trim_mask(_pixel_loss(residual, cfg.form), valid, cfg.trim)
-        ssi = _ssi_from_residual(residual, kept, cfg.form, cfg.reduction)
+        ssi = _ssi_from_residual(residual, kept, valid, cfg.form, cfg.reduction, None if totals is None else totals[0])
         loss = ssi
         gm = ssi.new_zeros(())
         if cfg.gradient_weight > 0:
-            gm = _gradient_from_residual(residual, kept, cfg.scales, cfg.reduction)
+            gm = _gradient_from_residual(
+                residual, kept, valid, cfg.scales, cfg.reduction, None if totals is None else totals[1:]
+            )
             loss = ssi + cfg.gradient_weight * gm
         return {"loss": loss, "ssi": ssi.detach(), "gm": gm.detach()}
 

@@ -6,10 +6,18 @@
     teacher = DepthPredictor.from_pretrained("runs/teacher/final.pt", device="cuda")
     report = pseudo_label(teacher, ["unlabeled/"], "pseudo/", shard_size=1000)
 
-**Plan.** Inputs are either image files (folders, files, globs, ``.txt`` lists, expanded and sorted as the
-``predict`` command does) or existing tar shards of unlabeled images. Image inputs are chunked in order:
-output shard ``i`` holds inputs ``i * shard_size .. (i + 1) * shard_size - 1``. Shard inputs map one to one:
-output shard ``i`` labels input shard ``i``. The plan (inputs, shard size, encoding, input size) is recorded in
+**Plan.** Three kinds of inputs:
+
+- ``images``: image files (folders, files, globs, ``.txt`` lists), expanded and sorted as the ``predict``
+  command does, then chunked in order: output shard ``i`` holds inputs ``i * shard_size .. (i + 1) *
+  shard_size - 1``. Every process lists every input: for jobs up to a few million images.
+- ``lists``: an image list split into parts (``inputs/part-{000..099}.txt``, a glob, or a folder of ``.txt``
+  parts; one image path per line, relative to the part's folder). Part ``p`` is streamed line by line and cut
+  into output shards ``pseudo-<p>-<j>.tar`` of ``shard_size`` lines; a process holds one shard's lines at a
+  time, whatever the number of inputs. The scale of the paper (tens of millions of images).
+- ``shards``: existing tar shards of unlabeled images, streamed; output shard ``i`` labels input shard ``i``.
+
+The plan (kind, inputs or parts, shard size, encoding, input size) is recorded in
 ``OUT/pseudo_label_manifest.json``; a restart with another plan is refused instead of mixing two.
 
 **Resumable, never partial, no duplicates.** Shard ``i`` is written to ``pseudo-<i>.tar.partial`` and renamed to
@@ -17,11 +25,13 @@ output shard ``i`` labels input shard ``i``. The plan (inputs, shard size, encod
 finished and is skipped by later runs; a killed run leaves at most a ``.partial`` file, which no reader matches
 and the next run overwrites. Since the assignment of inputs to shards is fixed by the plan, every input lands in
 exactly one shard, whatever was interrupted and whatever the number of processes. Per shard, a sidecar
-``pseudo-<i>.json`` lists the inputs that could not be read (written before the shard is renamed).
+``pseudo-<i>.json`` lists the inputs that could not be read (written before the shard is renamed); for list
+parts it also holds the digest of the shard's lines, and a resume refuses a part whose lines changed.
 
-**Distributed.** Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``), rank ``r`` takes the shards
-``i`` with ``i % WORLD_SIZE == r`` on ``cuda:LOCAL_RANK``; no process group is needed, so nodes can also be
-launched independently with ``RANK``/``WORLD_SIZE`` set by any scheduler.
+**Distributed.** Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``), rank ``r`` takes the images
+chunks, input shards or list parts ``i`` with ``i % WORLD_SIZE == r`` on ``cuda:LOCAL_RANK``; no process group
+is needed, so nodes can also be launched independently with ``RANK``/``WORLD_SIZE`` set by any scheduler. Each
+rank reports its throughput (``PseudoLabelReport.images_per_second``) and can show its own progress bar.
 
 **Sample format** (:func:`~depth_anything_v2.data.shards.make_pseudo_label_sample`): the image's own file bytes
 (no re-encoding), the disparity at the image's resolution as a 16-bit PNG quantised over the sample's own range
@@ -36,9 +46,8 @@ import hashlib
 import json
 import logging
 import os
-from collections import deque
+import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +62,7 @@ __all__ = [
     "PseudoLabelReport",
     "WorkItem",
     "plan_image_inputs",
+    "plan_list_parts",
     "plan_shard_inputs",
     "pseudo_label",
     "shard_name",
@@ -88,22 +98,51 @@ class WorkItem:
 
 @dataclass
 class PseudoLabelReport:
-    """What one process did. ``failures`` covers this process's shards, including those finished by earlier
-    runs (read back from their sidecars), so a resumed job reports the same failures as an uninterrupted one."""
+    """What one process did. ``written``, ``skipped`` (finished by earlier runs) and ``remaining`` (left by
+    ``max_shards``) are output shard file names. ``failures`` covers this process's shards, including those
+    finished by earlier runs (read back from their sidecars), so a resumed job reports the same failures as an
+    uninterrupted one. ``num_shards`` is None for list parts (not known before they are read)."""
 
     out_dir: Path
-    num_shards: int
+    num_shards: int | None
     rank: int = 0
     world_size: int = 1
-    written: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    remaining: list[int] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    remaining: list[str] = field(default_factory=list)
     samples_written: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
         return not self.remaining
+
+    @property
+    def images_per_second(self) -> float:
+        """Samples written per second of this call's wall time (reading past finished shards included)."""
+        return self.samples_written / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Job:
+    """One output shard of this rank: its file name, its inputs (streamed, or at most one shard's worth), their
+    number when known, and for list parts the digest of its lines (checked against the sidecar on resume)."""
+
+    name: str
+    items: Iterable[WorkItem]
+    size: int | None = None
+    digest: str | None = None
+
+
+@dataclass
+class _Plan:
+    """This rank's jobs (lazy) and the plan's manifest fields."""
+
+    fields: dict[str, Any]
+    jobs: Iterator[_Job]
+    num_shards: int | None
+    failures: list = field(default_factory=list)
 
 
 def shard_name(index: int) -> str:
@@ -154,6 +193,53 @@ def plan_shard_inputs(specs: list[str]) -> list[str]:
     if not shards:
         raise PseudoLabelError(f"no input shards match {specs}")
     return shards
+
+
+def plan_list_parts(specs: list[str]) -> list[str]:
+    """List part paths (brace ranges ``part-{000..099}.txt``, globs, folders of ``.txt`` parts, files) in
+    order; only their names are held, never their lines."""
+    import glob
+
+    from ..data.shards import _BRACE, _expand_braces
+
+    parts: list[str] = []
+    for spec in map(str, specs):
+        if os.path.isdir(spec):
+            parts.extend(sorted(str(p) for p in Path(spec).glob("*.txt")))
+        elif _BRACE.search(spec):
+            parts.extend(_expand_braces(spec))
+        elif any(c in spec for c in "*?["):
+            parts.extend(sorted(glob.glob(spec)))
+        else:
+            parts.append(spec)
+    missing = [p for p in parts if not os.path.isfile(p)]
+    if missing:
+        raise PseudoLabelError(f"input list part(s) not found: {missing[:3]}")
+    if not parts:
+        raise PseudoLabelError(f"no input list parts match {specs}")
+    return parts
+
+
+def _part_jobs(index: int, part: str, shard_size: int) -> Iterator[_Job]:
+    """The output shards of list part ``index``, read line by line: ``shard_size`` lines at a time in memory."""
+    base = os.path.dirname(part)
+    chunk: list[WorkItem] = []
+    j = 0
+    with open(part, encoding="utf-8") as f:
+        lines = (ln.strip() for ln in f)
+        for n, line in enumerate(ln for ln in lines if ln and not ln.startswith("#")):
+            path = line if os.path.isabs(line) else os.path.join(base, line)
+            chunk.append(WorkItem(f"{index:06d}-{n:09d}", path, _file_reader(path)))
+            if len(chunk) == shard_size:
+                yield _chunk_job(index, j, chunk)
+                chunk, j = [], j + 1
+    if chunk:
+        yield _chunk_job(index, j, chunk)
+
+
+def _chunk_job(part: int, j: int, chunk: list[WorkItem]) -> _Job:
+    digest = _inputs_digest(it.source for it in chunk)
+    return _Job(f"pseudo-{part:06d}-{j:06d}.tar", chunk, len(chunk), digest)
 
 
 def _iter_shard_items(shard: str) -> Iterator[WorkItem]:
@@ -215,39 +301,19 @@ def _check_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- running
-def _prefetch(items: Iterable[WorkItem], workers: int, ahead: int) -> Iterator[tuple[WorkItem, Any]]:
-    """``(item, (bytes, ext, rgb) or Exception)`` in order, read and decoded by a thread pool ``ahead`` items
-    in advance (image decoding releases the GIL)."""
+def _load(item: WorkItem) -> tuple[bytes, str, np.ndarray]:
+    """``(file bytes, extension, RGB)`` of one input (run by :func:`~depth_anything_v2.inference.prefetch.
+    prefetch_map`'s threads: image decoding releases the GIL)."""
     from ..data.shards import decode_field
     from ..io.images import read_image
 
-    def load(item: WorkItem) -> Any:
-        try:
-            data, ext = item.read()
-            if os.path.isfile(item.source):
-                rgb = read_image(item.source, data=data)  # the project's decoder: EXIF, 16-bit, CMYK, limits
-            else:
-                rgb = decode_field(ext, data)
-                if not isinstance(rgb, np.ndarray) or rgb.ndim != 3:
-                    raise ValueError(f"field {ext!r} is not a colour image")
-            return data, ext, rgb
-        except (OSError, ValueError) as e:
-            return e
-
-    if workers <= 0:
-        for item in items:
-            yield item, load(item)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        queue: deque[tuple[WorkItem, Future]] = deque()
-        for item in items:
-            queue.append((item, pool.submit(load, item)))
-            if len(queue) > ahead:
-                it, fut = queue.popleft()
-                yield it, fut.result()
-        while queue:
-            it, fut = queue.popleft()
-            yield it, fut.result()
+    data, ext = item.read()
+    if os.path.isfile(item.source):
+        return data, ext, read_image(item.source, data=data)  # the project's decoder: EXIF, 16-bit, CMYK, limits
+    rgb = decode_field(ext, data)
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3:
+        raise ValueError(f"field {ext!r} is not a colour image")
+    return data, ext, rgb
 
 
 _EXT_ALIASES = {"jpe": "jpg", "jfif": "jpg", "tif": "tiff"}
@@ -263,8 +329,10 @@ def _write_shard(
     teacher: str,
     read_workers: int,
     on_sample: Callable[[], None] | None,
+    digest: str | None = None,
 ) -> tuple[int, list[tuple[str, str]]]:
     from ..data.shards import IMAGE_EXTS, TarShard, make_pseudo_label_sample
+    from ..inference.prefetch import prefetch_map
     from .checkpointing import atomic_write_text
 
     failures: list[tuple[str, str]] = []
@@ -272,7 +340,8 @@ def _write_shard(
     seen: set[str] = set()
 
     def decoded() -> Iterator[tuple[str, np.ndarray]]:
-        for item, loaded in _prefetch(items, read_workers, ahead=max(2 * batch_size, 8)):
+        ahead = max(2 * batch_size, 8)
+        for item, loaded in prefetch_map(_load, items, workers=read_workers, ahead=ahead, catch=(OSError, ValueError)):
             if isinstance(loaded, Exception):
                 failures.append((item.source, str(loaded)))
                 log.warning("skipping %s: %s", item.source, loaded)
@@ -305,10 +374,10 @@ def _write_shard(
             if on_sample is not None:
                 on_sample()
         # The sidecar first: a shard that exists always has its report.
-        atomic_write_text(
-            path.with_suffix(".json"),
-            json.dumps({"samples": count, "failures": [list(f) for f in failures]}, indent=1) + "\n",
-        )
+        side: dict[str, Any] = {"samples": count, "failures": [list(f) for f in failures]}
+        if digest is not None:
+            side["inputs_sha256"] = digest
+        atomic_write_text(path.with_suffix(".json"), json.dumps(side, indent=1) + "\n")
         shard.close()
     except BaseException:
         shard.abort()
@@ -336,62 +405,93 @@ def pseudo_label(
     into shards under ``out_dir`` (see the module docstring).
 
     Args:
-        inputs: image INPUTs or shard specs.
-        shard_size: images per output shard (image inputs; shard inputs keep their grouping).
+        inputs: image INPUTs, list parts or shard specs.
+        shard_size: images per output shard (image and list inputs; shard inputs keep their grouping).
         batch_size: images per forward pass (images sharing a working size are batched).
         encoding: ``"png16"`` (default) or ``"f16"``.
-        input_kind: ``"images"``, ``"shards"`` or ``"auto"`` (shards when every spec ends in ``.tar``).
+        input_kind: ``"images"``, ``"lists"``, ``"shards"`` or ``"auto"`` (shards when every spec ends in
+            ``.tar``, else images).
         teacher: a description recorded with each sample (name or path of the weights).
         rank, world_size: this process's share (default: the torchrun environment).
         max_shards: stop after writing this many shards (a time-boxed job; rerun to continue).
         read_workers: threads reading and decoding images ahead of the model.
-        progress: a tqdm bar.
+        progress: a tqdm bar for this rank (one line per local rank).
 
     Raises:
         PseudoLabelError: no inputs, a metric teacher, or an output folder holding another plan.
     """
     from ..distributed import env_rank
 
+    if input_kind == "auto":
+        input_kind = "shards" if inputs and all(str(s).endswith(".tar") for s in inputs) else "images"
+    _check_arguments(predictor, inputs, shard_size, batch_size, encoding, input_kind)
+    env_r, env_w, local = env_rank()
+    rank = env_r if rank is None else rank
+    world_size = env_w if world_size is None else world_size
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = _plan(input_kind, list(inputs), shard_size, out, rank, world_size)
+    _check_manifest(out, _manifest(plan, input_kind, encoding, predictor, teacher))
+    report = PseudoLabelReport(out, plan.num_shards, rank, world_size)
+    report.failures.extend((f.source, f.reason) for f in plan.failures if rank == 0)
+    bar = _progress_bar(plan, rank, world_size, local) if progress else None
+    write = dict(batch_size=batch_size, encoding=encoding, teacher=teacher, read_workers=read_workers)
+    try:
+        _run_jobs(predictor, plan.jobs, out, report, max_shards=max_shards, bar=bar, **write)
+    finally:
+        if bar is not None:
+            bar.close()
+    return report
+
+
+def _check_arguments(
+    predictor: Any, inputs: list[str], shard_size: int, batch_size: int, encoding: str, input_kind: str
+) -> None:
     if shard_size < 1 or batch_size < 1:
         raise PseudoLabelError(f"expected shard_size >= 1 and batch_size >= 1, got {shard_size} and {batch_size}")
     if encoding not in ("png16", "f16"):
         raise PseudoLabelError(f"expected encoding 'png16' or 'f16', got {encoding!r}")
-    if input_kind not in ("auto", "images", "shards"):
-        raise PseudoLabelError(f"expected input kind auto, images or shards, got {input_kind!r}")
+    if input_kind not in ("images", "lists", "shards"):
+        raise PseudoLabelError(f"expected input kind auto, images, lists or shards, got {input_kind!r}")
     if getattr(predictor, "is_metric", False):
         raise PseudoLabelError(
             "expected a relative (disparity) teacher, got a metric model: pseudo labels are affine-invariant disparity"
         )
     if not inputs:
         raise PseudoLabelError("expected at least one input")
-    env_r, env_w, _ = env_rank()
-    rank = env_r if rank is None else rank
-    world_size = env_w if world_size is None else world_size
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
 
-    if input_kind == "auto":
-        input_kind = "shards" if all(str(s).endswith(".tar") for s in inputs) else "images"
-    failures_plan: list = []
-    if input_kind == "images":
-        chunks, failures_plan = plan_image_inputs(list(inputs), shard_size, exclude=[out])
-        num_shards = len(chunks)
-        digest = _inputs_digest(f"{it.key}\t{it.source}" for chunk in chunks for it in chunk)
-        num_inputs = sum(len(c) for c in chunks)
-        size_field: int | None = shard_size
-    else:
-        input_shards = plan_shard_inputs(list(inputs))
-        num_shards = len(input_shards)
-        digest = _inputs_digest(os.path.abspath(s) for s in input_shards)
-        num_inputs = num_shards
-        size_field = None
-    manifest = {
+
+def _plan(kind: str, inputs: list[str], shard_size: int, out: Path, rank: int, world_size: int) -> _Plan:
+    """This rank's output shards: unit ``i`` (images chunk, input shard or list part) goes to rank
+    ``i % world_size``. Only image inputs are listed in full; shards and parts are known by name only."""
+    if kind == "images":
+        chunks, failures = plan_image_inputs(inputs, shard_size, exclude=[out])
+        fields = {
+            "num_inputs": sum(len(c) for c in chunks),
+            "num_shards": len(chunks),
+            "shard_size": shard_size,
+            "inputs_sha256": _inputs_digest(f"{it.key}\t{it.source}" for chunk in chunks for it in chunk),
+        }
+        jobs = (_Job(shard_name(i), c, len(c)) for i, c in enumerate(chunks) if i % world_size == rank)
+        return _Plan(fields, jobs, len(chunks), failures)
+    units = plan_shard_inputs(inputs) if kind == "shards" else plan_list_parts(inputs)
+    fields = {
+        "num_inputs": len(units),  # input shards or list parts
+        "num_shards": len(units) if kind == "shards" else None,
+        "shard_size": None if kind == "shards" else shard_size,
+        "inputs_sha256": _inputs_digest(os.path.abspath(u) for u in units),
+    }
+    mine = ((i, u) for i, u in enumerate(units) if i % world_size == rank)
+    if kind == "shards":
+        return _Plan(fields, (_Job(shard_name(i), _iter_shard_items(u)) for i, u in mine), len(units))
+    return _Plan(fields, (job for i, u in mine for job in _part_jobs(i, u, shard_size)), None)
+
+
+def _manifest(plan: _Plan, kind: str, encoding: str, predictor: Any, teacher: str) -> dict[str, Any]:
+    return {
         "format": MANIFEST_FORMAT,
-        "input_kind": input_kind,
-        "num_inputs": num_inputs,
-        "num_shards": num_shards,
-        "shard_size": size_field,
-        "inputs_sha256": digest,
+        "input_kind": kind,
+        **plan.fields,
         "encoding": encoding,
         "input_size": getattr(predictor, "input_size", None),
         "teacher": teacher,
@@ -401,53 +501,69 @@ def pseudo_label(
             else "f16: float16, relative error <= 4.9e-4"
         ),
     }
-    _check_manifest(out, manifest)
-
-    report = PseudoLabelReport(out, num_shards, rank, world_size)
-    report.failures.extend((f.source, f.reason) for f in failures_plan if rank == 0)
-    mine = [i for i in range(num_shards) if i % world_size == rank]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        total = sum(len(chunks[i]) for i in mine) if input_kind == "images" else None
-        bar = tqdm(total=total, desc=f"pseudo-label rank {rank}", unit="img", dynamic_ncols=True)
-    try:
-        for i in mine:
-            path = out / shard_name(i)
-            if path.is_file():
-                report.skipped.append(i)
-                report.failures.extend(_sidecar_failures(path))
-                if bar is not None and input_kind == "images":
-                    bar.update(len(chunks[i]))
-                continue
-            if max_shards is not None and len(report.written) >= max_shards:
-                report.remaining.append(i)
-                continue
-            items: Iterable[WorkItem] = chunks[i] if input_kind == "images" else _iter_shard_items(input_shards[i])
-            count, failed = _write_shard(
-                predictor,
-                items,
-                path,
-                batch_size=batch_size,
-                encoding=encoding,
-                teacher=teacher,
-                read_workers=read_workers,
-                on_sample=(lambda: bar.update(1)) if bar is not None else None,
-            )
-            report.written.append(i)
-            report.samples_written += count
-            report.failures.extend(failed)
-            log.info("wrote %s (%d samples, %d failed)", path, count, len(failed))
-    finally:
-        if bar is not None:
-            bar.close()
-    return report
 
 
-def _sidecar_failures(shard_path: Path) -> list[tuple[str, str]]:
+def _progress_bar(plan: _Plan, rank: int, world_size: int, local_rank: int) -> Any:
+    from tqdm.auto import tqdm
+
+    total = None
+    if plan.fields["num_shards"] is not None and plan.fields["shard_size"] is not None:  # image inputs: known
+        num, size = plan.fields["num_inputs"], plan.fields["shard_size"]
+        total = sum(min(size, num - i * size) for i in range(rank, plan.fields["num_shards"], world_size))
+    return tqdm(total=total, desc=f"pseudo-label rank {rank}", unit="img", position=local_rank, dynamic_ncols=True)
+
+
+def _run_jobs(
+    predictor: Any,
+    jobs: Iterable[_Job],
+    out: Path,
+    report: PseudoLabelReport,
+    *,
+    max_shards: int | None,
+    bar: Any,
+    **write: Any,
+) -> None:
+    """Write this rank's shards that do not exist yet (up to ``max_shards``), into ``report``."""
+    start = time.perf_counter()
+    for job in jobs:
+        path = out / job.name
+        if path.is_file():
+            report.skipped.append(job.name)
+            report.failures.extend(_finished_failures(path, job))
+            if bar is not None and job.size is not None:
+                bar.update(job.size)
+            continue
+        if max_shards is not None and len(report.written) >= max_shards:
+            report.remaining.append(job.name)
+            continue
+        count, failed = _write_shard(
+            predictor,
+            job.items,
+            path,
+            on_sample=(lambda: bar.update(1)) if bar is not None else None,
+            digest=job.digest,
+            **write,
+        )
+        report.written.append(job.name)
+        report.samples_written += count
+        report.failures.extend(failed)
+        report.seconds = time.perf_counter() - start
+        log.info("wrote %s (%d samples, %d failed; %.2f images/s)", path, count, len(failed), report.images_per_second)
+    report.seconds = time.perf_counter() - start
+
+
+def _finished_failures(shard_path: Path, job: _Job) -> list[tuple[str, str]]:
+    """The failures recorded by a finished shard's sidecar; refuses a list part whose lines changed since."""
     side = shard_path.with_suffix(".json")
     try:
-        return [tuple(f) for f in json.loads(side.read_text()).get("failures", [])]  # type: ignore[misc]
-    except (OSError, json.JSONDecodeError, AttributeError):
+        recorded = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError):
         return []
+    if not isinstance(recorded, dict):
+        return []
+    if job.digest is not None and recorded.get("inputs_sha256") not in (None, job.digest):
+        raise PseudoLabelError(
+            f"{shard_path} was written from other input lines than its list part holds now; restore the part, "
+            "or use a new --out folder"
+        )
+    return [tuple(f) for f in recorded.get("failures", [])]  # type: ignore[misc]

@@ -41,25 +41,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..configs import PATCH_SIZE
+from ..devices import precision_dtype
 from ..distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_mean,
+    all_reduce_sum,
     barrier,
     cleanup_distributed,
     init_distributed,
     wrap_model,
 )
 from ..dpt import DepthAnythingV2
-from ..weights.checkpoints import CheckpointError, hf_to_reference, is_hf_state_dict, read_checkpoint
+from ..weights.checkpoints import CheckpointError
+from ..weights.dinov2 import load_encoder_init
 from . import checkpointing as ckpt_io
-from .config import ConfigError, TrainConfig, config_to_dict, dump_config
+from .config import ConfigError, TrainConfig, config_to_dict, dump_config, fsdp_param_dtype
 from .data import StreamBatches, build_train_batches, build_val_dataset, mix_seed
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ __all__ = [
     "TrainingError",
     "TrainingModule",
     "build_training_model",
+    "checkpoint_blocks",
     "evaluate_model",
     "load_encoder_init",
     "train",
@@ -78,7 +81,6 @@ __all__ = [
 #: Parameters the forward pass never uses (stored for strict loading of official files): frozen, so DDP does not
 #: wait for their gradients.
 UNUSED_PARAMETERS = ("pretrained.mask_token", "depth_head.scratch.refinenet4.resConfUnit1.")
-_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 HIGHER_IS_BETTER = frozenset({"d1", "d2", "d3"})
 
 
@@ -87,59 +89,6 @@ class TrainingError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------------- model
-def _init_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
-    """Any supported weights file -> reference key names (encoder under ``pretrained.``)."""
-    state, hf_config, _ = read_checkpoint(source)
-    if any(k.startswith("embeddings.") for k in state):  # transformers Dinov2Model
-        return hf_to_reference({f"backbone.{k}": v for k, v in state.items()})
-    if hf_config is not None or is_hf_state_dict(state):  # transformers Depth Anything
-        return hf_to_reference(state)
-    if not any(k.startswith(("pretrained.", "depth_head.")) for k in state):  # bare DINOv2 (torch hub files)
-        return {f"pretrained.{k}": v for k, v in state.items()}
-    return state
-
-
-def _load_part(module: nn.Module, part: dict[str, torch.Tensor], what: str, source: Any) -> None:
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(part))
-    unexpected = sorted(set(part) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{source}: the {what} weights do not match the model: {len(missing)} missing {missing[:6]}, "
-            f"{len(unexpected)} unexpected {unexpected[:6]}"
-        )
-    bad = [
-        f"{k}: expected {tuple(expected[k].shape)}, found {tuple(v.shape)}"
-        for k, v in part.items()
-        if v.shape != expected[k].shape
-    ]
-    if bad:
-        raise CheckpointError(f"{source}: {what} shapes do not match the model's encoder: " + "; ".join(bad[:4]))
-    module.load_state_dict(part, strict=True)
-
-
-def load_encoder_init(model: DepthAnythingV2, source: str | Path, *, include_head: bool = False) -> None:
-    """Initialise ``model``'s encoder (and optionally its head) from a weights file.
-
-    Accepts a Depth Anything checkpoint of any format ``load_model`` reads (its ``pretrained.*`` part; its head
-    only with ``include_head``), a bare DINOv2 state dict (torch-hub ``dinov2_vit*14_pretrain.pth`` keys
-    ``cls_token``, ``blocks.N...``), or a transformers ``Dinov2Model`` file/directory. A missing
-    ``mask_token`` (never used) is filled with zeros. Mismatches raise ``CheckpointError`` naming the keys.
-    """
-    state = _init_state_dict(source)
-    encoder = {k[len("pretrained.") :]: v for k, v in state.items() if k.startswith("pretrained.")}
-    if not encoder:
-        raise CheckpointError(f"{source}: no encoder weights found (expected pretrained.* or DINOv2 keys)")
-    encoder.setdefault("mask_token", torch.zeros_like(model.pretrained.mask_token))
-    _load_part(model.pretrained, encoder, "encoder", source)
-    if include_head:
-        head = {k[len("depth_head.") :]: v for k, v in state.items() if k.startswith("depth_head.")}
-        if not head:
-            raise CheckpointError(f"{source}: model.init_head is set, but the file has no depth_head.* weights")
-        _load_part(model.depth_head, head, "head", source)
-    log.info("initialised the encoder%s from %s", " and head" if include_head else "", source)
-
-
 def build_training_model(config: TrainConfig) -> DepthAnythingV2:
     """The stage's network: seeded random init, ``model.init`` loaded, unused parameters frozen."""
     from ..weights.loading import build_model
@@ -161,6 +110,17 @@ def build_training_model(config: TrainConfig) -> DepthAnythingV2:
         if name.startswith(UNUSED_PARAMETERS):
             p.requires_grad_(False)
     return model
+
+
+def checkpoint_blocks(blocks: nn.ModuleList) -> None:
+    """Activation checkpointing per encoder block: each block keeps only its input and recomputes the rest in
+    the backward pass (``torch.utils.checkpoint``, non-reentrant). The parameters and their names are unchanged
+    (``forward`` is wrapped on the instance), so checkpoints and FSDP's per-block sharding are unaffected."""
+    from torch.utils.checkpoint import checkpoint
+
+    for block in blocks:
+        inner = block.forward
+        block.forward = lambda x, inner=inner: checkpoint(inner, x, use_reentrant=False)  # type: ignore[method-assign]
 
 
 class TrainingModule(nn.Module):
@@ -187,10 +147,9 @@ class TrainingModule(nn.Module):
 
 # ------------------------------------------------------------------------------------------- evaluation
 def _autocast(device: torch.device, precision: str):
-    dtype = _AUTOCAST[precision]
-    if dtype is None:
+    if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=precision_dtype(precision))
 
 
 @torch.no_grad()
@@ -211,9 +170,10 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Score a model on a dataset of ``{"image", "depth_m", "valid_mask"}`` samples (native resolution).
 
-    Each image (normalised tensor ``(3, H, W)``) is resized bicubically to
-    :func:`~depth_anything_v2.inference.transforms.working_size` for ``input_size``, predicted, and the prediction resized
-    back to ``(H, W)`` (bilinear, align_corners=True, as the reference). ``alignment="auto"``: relative models
+    Each image goes through :meth:`DepthPredictor.predict_tensor
+    <depth_anything_v2.inference.predictor.DepthPredictor.predict_tensor>`: the reference pre-processing at
+    ``input_size`` and the prediction resized back to ``(H, W)``, the path ``depth-anything eval`` takes, so a
+    validation score is what ``eval`` reports for the checkpoint. ``alignment="auto"``: relative models
     get least-squares scale and shift in disparity space (the paper's protocol), metric ones none. Metrics
     (:data:`depth_anything_v2.evaluation.metrics.METRIC_NAMES`) are averaged per image, in dataset order, so the
     result is the same on any number of ranks (each rank scores indices ``rank::world_size``; every rank must
@@ -223,34 +183,32 @@ def evaluate_model(
         ``{"metrics": {...}, "num_images": n, "num_skipped": k, "alignment": ...}``.
     """
     from ..evaluation.metrics import METRIC_NAMES, score_pairs
-    from ..inference.transforms import resize_prediction, working_size
+    from ..inference.predictor import DepthPredictor
 
     core = model.model if isinstance(model, TrainingModule) else model
     metric = bool(core.is_metric) if is_metric is None else is_metric
     if alignment == "auto":
         alignment = "none" if metric else "scale_shift_disparity"
     kind = "metric" if metric else "disparity"
-    param = next(model.parameters())
-    device = param.device
+    device = next(model.parameters()).device
     n = len(dataset) if limit is None else min(limit, len(dataset))
     mine = list(range(rank, n, world_size))
     rounds = math.ceil(n / world_size) if n else 0  # FSDP: every rank runs the same number of forwards
     was_training = model.training
     model.eval()
+    predictor = DepthPredictor(core, input_size=input_size)  # keeps the model's device and (fp32) dtype
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, precision):
+            out = forward(x) if forward is not None else model(x)
+        return out[0] if isinstance(out, tuple) else out
+
     records = []
-    run = forward or (lambda x: model(x))
     try:
         for r in range(rounds):
             index = mine[r] if r < len(mine) else (mine[-1] if mine else 0)
             sample = dataset[index]
-            image = sample["image"]
-            height, width = image.shape[-2:]
-            h, w = working_size(height, width, input_size)
-            x = F.interpolate(image[None].to(device), (h, w), mode="bicubic", align_corners=False)
-            with _autocast(device, precision):
-                out = run(x)
-            pred = out[0] if isinstance(out, tuple) else out
-            pred = resize_prediction(pred.float(), (height, width))[0].cpu().numpy()
+            pred = predictor.predict_tensor(_to_uint8_rgb(sample["image"]), forward=run)[0].cpu().numpy()
             if r >= len(mine):
                 continue  # padding round
             res = score_pairs(
@@ -272,6 +230,16 @@ def evaluate_model(
         "num_skipped": len(gathered) - len(scored),
         "alignment": alignment,
     }
+
+
+def _to_uint8_rgb(image: torch.Tensor) -> torch.Tensor:
+    """A dataset's ImageNet-normalised ``(3, H, W)`` float image back to the RGB uint8 pixels it was made from
+    (exact: ``make_sample`` normalises ``uint8 / 255`` in float32, far from the 0.5 rounding boundary)."""
+    from ..configs import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64)[:, None, None]
+    return ((image.double().cpu() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
 # ---------------------------------------------------------------------------------------------- trainer
@@ -382,8 +350,17 @@ class Trainer:
             # The frozen reference is the encoder as initialised (DINOv2), before any training step.
             self.frozen_encoder = copy.deepcopy(self.model.pretrained).requires_grad_(False).eval().to(self.device)
         self.model.to(self.device)
+        if t.activation_checkpointing:
+            checkpoint_blocks(self.model.pretrained.blocks)
         self.module = TrainingModule(self.model)
-        self.wrapped = wrap_model(self.module, t.strategy, self.dist, list(self.model.pretrained.blocks))
+        self.wrapped = wrap_model(
+            self.module,
+            t.strategy,
+            self.dist,
+            list(self.model.pretrained.blocks),
+            param_dtype=fsdp_param_dtype(cfg),
+            reduce_dtype=torch.bfloat16 if t.fsdp_reduce_dtype == "bf16" else torch.float32,
+        )
         self.runner = torch.compile(self.wrapped) if t.compile else self.wrapped
         self.fsdp = self.dist.is_distributed and t.strategy == "fsdp"
 
@@ -394,6 +371,7 @@ class Trainer:
 
         self.step = 0
         self.micro_batches = 0
+        self.data_cursors: list | None = None
         self.best: dict[str, Any] | None = None
         self.last_val: dict[str, Any] | None = None
         self.skipped_steps = 0
@@ -408,6 +386,7 @@ class Trainer:
             world_size=world,
             pin_memory=self.device.type == "cuda",
             position=self.micro_batches,
+            cursors=self.data_cursors,
         )
         if resume_state is not None:
             self._restore_rng(resume_state)
@@ -508,6 +487,7 @@ class Trainer:
         ranks = state.get("ranks") or []
         if len(ranks) == self.dist.world_size:
             self.micro_batches = int(ranks[self.dist.rank]["micro_batches"])
+            self.data_cursors = ranks[self.dist.rank].get("cursors")
         else:
             # Another world size: continue at the same global sample count, in a fresh order.
             self.micro_batches = self.step * self.config.train.grad_accum_steps
@@ -577,6 +557,7 @@ class Trainer:
             "rng": ckpt_io.get_rng_state(),
             "micro_batches": self.batches.position,
             "num_workers": getattr(self.batches, "num_workers", self.config.data.num_workers),
+            "cursors": getattr(self.batches, "cursors", None),
         }
         ranks = all_gather_objects(rank_state)
         path = None
@@ -593,7 +574,15 @@ class Trainer:
         return path
 
     # -- loop pieces
-    def _loss(self, pred: torch.Tensor, features: torch.Tensor | None, batch: dict[str, Any], regions) -> dict:
+    def _loss(
+        self,
+        pred: torch.Tensor,
+        features: torch.Tensor | None,
+        batch: dict[str, Any],
+        regions: torch.Tensor | None,
+        totals: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """This micro-batch's share of the global batch's loss (``totals``: the global denominators)."""
         cfg = self.config
         pred = pred.float()
         mask = batch["valid_mask"]
@@ -608,9 +597,10 @@ class Trainer:
                 min_depth=cfg.loss.min_depth,
                 max_depth=cfg.model.max_depth,
                 reduction=cfg.loss.reduction,
+                totals=totals["silog"],
             )
             return {"loss": loss, "silog": loss.detach()}
-        terms = self.criterion.compute(pred, batch["disparity"], mask, regions)
+        terms = self.criterion.compute(pred, batch["disparity"], mask, regions, totals["depth"])
         if features is not None and self.frozen_encoder is not None:
             from .losses import feature_alignment_loss
 
@@ -618,10 +608,52 @@ class Trainer:
                 reference = self.frozen_encoder.get_intermediate_layers(
                     batch["image"], (self.model.intermediate_layer_idx[-1],)
                 )[0]
-            feat = feature_alignment_loss(features.float(), reference.float(), threshold=cfg.loss.feature_threshold)
+            feat = feature_alignment_loss(
+                features.float(), reference.float(), threshold=cfg.loss.feature_threshold, total=totals["tokens"]
+            )
             terms["loss"] = terms["loss"] + cfg.loss.feature_weight * feat
             terms["feat"] = feat.detach()
         return terms
+
+    def _silog_totals(self, pred: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        from .losses import silog_totals
+
+        cfg = self.config
+        return silog_totals(
+            pred.float(),
+            batch["depth_m"],
+            batch["valid_mask"],
+            min_depth=cfg.loss.min_depth,
+            max_depth=cfg.model.max_depth,
+            reduction=cfg.loss.reduction,
+        )
+
+    def _global_totals(self, window: list[tuple[dict[str, Any], Any]]) -> dict[str, torch.Tensor] | None:
+        """The loss denominators of the global batch (all ranks, all micro-batches of this step), all-reduced.
+
+        Relative stages: from the labels alone (:meth:`DepthLoss.totals`) and the token count. The metric stage's
+        SiLog needs the predictions' pooled statistics: with accumulation, a no-grad forward pass over the window
+        gets them first (one extra forward per step, the price of an exact square root over the global batch);
+        without accumulation they are taken from the training forward itself (``None`` here).
+        """
+        cfg = self.config
+        if cfg.stage == "metric":
+            if cfg.train.grad_accum_steps == 1:
+                return None
+            parts = []
+            with torch.no_grad():
+                for batch, _ in window:
+                    with _autocast(self.device, cfg.train.precision):
+                        pred, _ = self.runner(batch["image"], False)
+                    parts.append(self._silog_totals(pred, batch))
+            return {"silog": all_reduce_sum(torch.stack(parts).sum(0).to(self.device))}
+        local = torch.stack([self.criterion.totals(b["disparity"], b["valid_mask"], r) for b, r in window]).sum(0)
+        tokens = sum(
+            b["image"].shape[0] * (b["image"].shape[-2] // PATCH_SIZE) * (b["image"].shape[-1] // PATCH_SIZE)
+            for b, _ in window
+        )
+        packed = all_reduce_sum(torch.cat([local, local.new_tensor([tokens])]).to(self.device))
+        return {"depth": packed[:-1], "tokens": packed[-1]}
 
     def _batch_iter(self) -> Iterator[dict[str, Any]]:
         for batch in self.batches:
@@ -630,13 +662,11 @@ class Trainer:
                 for k, v in batch.items()
             }
 
-    def _train_step(self, data: Iterator[dict[str, Any]]) -> dict[str, float]:
+    def _micro_batches(self, data: Iterator[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
+        """The step's ``grad_accum_steps`` micro-batches of this rank, CutMix applied: ``(batch, regions)``."""
         cfg = self.config
-        t = cfg.train
-        accum = t.grad_accum_steps
-        sums: dict[str, torch.Tensor] = {}
-        finite = True
-        for micro in range(accum):
+        window = []
+        for micro in range(cfg.train.grad_accum_steps):
             batch = next(data)
             regions = None
             if cfg.data.cutmix > 0 and cfg.stage != "metric":
@@ -646,6 +676,23 @@ class Trainer:
                 g.manual_seed(mix_seed(cfg.seed, self.step, micro, self.dist.rank, 0xC07))
                 batch = cutmix_batch(batch, p=cfg.data.cutmix, generator=g)
                 regions = batch["cutmix_region"]
+            window.append((batch, regions))
+        return window
+
+    def _train_step(self, data: Iterator[dict[str, Any]]) -> dict[str, float]:
+        """One optimiser step. Every loss term is normalised by the *global* batch's denominators (all ranks, all
+        micro-batches), so each micro-batch's backward adds its exact share of the global loss's gradient; the
+        factor ``world_size`` undoes DDP's / FSDP's averaging of the ranks' gradients. The result equals one
+        process with the whole batch in one micro-batch, within float rounding."""
+        cfg = self.config
+        t = cfg.train
+        accum = t.grad_accum_steps
+        world = self.dist.world_size
+        sums: dict[str, torch.Tensor] = {}
+        finite = True
+        window = self._micro_batches(data)
+        totals = self._global_totals(window)
+        for micro, (batch, regions) in enumerate(window):
             sync = micro == accum - 1 or not self.dist.is_distributed or self.fsdp
             context = contextlib.nullcontext() if sync else self.wrapped.no_sync()
             if self.fsdp:
@@ -653,12 +700,15 @@ class Trainer:
             with context:
                 with _autocast(self.device, t.precision):
                     pred, features = self.runner(batch["image"], self.frozen_encoder is not None)
-                terms = self._loss(pred, features, batch, regions)
+                if totals is None:  # metric stage without accumulation: SiLog's statistics from this forward
+                    totals = {"silog": all_reduce_sum(self._silog_totals(pred.detach(), batch).to(self.device))}
+                terms = self._loss(pred, features, batch, regions, totals)
                 loss = terms["loss"]
                 finite = finite and bool(torch.isfinite(loss.detach()))
-                self.scaler.scale(loss / accum).backward()
+                self.scaler.scale(loss * world).backward()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().float() / accum
+                # Shares of the global loss: summed over micro-batches here, averaged over ranks when logged.
+                sums[k] = sums.get(k, 0.0) + v.detach().float() * world
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.module.parameters() if p.requires_grad]
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
@@ -813,12 +863,3 @@ class Trainer:
 def train(config: TrainConfig, *, resume: str | Path | None = None) -> TrainResult:
     """Run one training job (see :class:`Trainer`)."""
     return Trainer(config, resume=resume).fit()
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (the trainer seeds its own streams; this is for scripts)."""
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    torch.manual_seed(seed)
