@@ -36,10 +36,11 @@ class BoxStandIn(torch.nn.Module):
     def __init__(self, boxes: list[Box], field: Callable, max_depth: float | None = None) -> None:
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # the predictor reads device and dtype from it
-        self.boxes, self.field, self.used = boxes, field, 0
+        self.boxes, self.field, self.used, self.batches = boxes, field, 0, []
         self.is_metric, self.max_depth = max_depth is not None, max_depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
         out = []
         for _ in range(x.shape[0]):
             out.append(torch.from_numpy(np.asarray(self.field(self.boxes[self.used], x.shape[-2:]), np.float32)))
@@ -56,6 +57,9 @@ def tiled_with(field: Callable, shape: tuple[int, int], tiling: Tiling, max_dept
         np.zeros((*shape, 3), np.uint8), tiling=tiling, batch_size=batch_size
     )
     assert model.used == len(boxes)
+    # The global pass alone, then each level's tiles in batches of batch_size (a level's last batch may be short).
+    assert model.batches == [1] + [min(batch_size, lv_n - i) for lv_n in (len(lv.boxes) for lv in levels)
+                                   for i in range(0, lv_n, batch_size)]  # fmt: skip
     return result, levels
 
 
@@ -90,7 +94,7 @@ def boundary_and_inner_steps(depth: np.ndarray, levels) -> tuple[float, float]:
     return max(s[0] for s in steps), max(s[1] for s in steps)
 
 
-def test_no_seams_relative_tiles_under_random_scale_shift_and_noise():
+def test_no_seams_relative_tiles_under_random_scale_shift_and_noise(capsys):
     shape = (448, 600)
     rng = np.random.default_rng(0)
     truth = smooth_field(*np.mgrid[0 : shape[0], 0 : shape[1]], shape)
@@ -100,8 +104,9 @@ def test_no_seams_relative_tiles_under_random_scale_shift_and_noise():
         f = rng.uniform(0.3, 3.0) * smooth_field(*sample_grid(box, size_hw), shape) + rng.uniform(0.0, 2.0)
         return f + rng.normal(0, 1e-3 * spread, f.shape)
 
-    result, levels = tiled_with(field, shape, Tiling())
+    result, levels = tiled_with(field, shape, Tiling(progress=True))
     assert [lv.side for lv in levels] == [224, 112] and result.depth.shape == shape
+    assert "47/47" in capsys.readouterr().err  # the progress bar counts tiles
     assert [p["tiles"] for p in result.meta["tiling"]["plan"]] == [12, 35]
     # A relative prediction is defined up to scale and shift: compare after one global least-squares fit.
     a, b = np.polyfit(result.depth.ravel(), truth.ravel(), 1)

@@ -292,6 +292,7 @@ def _warn_image_only_options(options: PipelineOptions, n_videos: int) -> None:
 
     image_only = [f for f in options.formats if f not in VIDEO_FORMATS]
     image_only += ["align_to"] if options.align_to is not None else []
+    image_only += ["tiling"] if options.tiling is not None else []
     if image_only:
         logger.warning(
             "%s: for images only, not applied to the %d video(s); videos get %s",
