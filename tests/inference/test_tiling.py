@@ -242,7 +242,7 @@ def test_random_weight_model_on_a_photo_has_no_grid_and_keeps_the_range(make_mod
 
 @pytest.mark.slow
 def test_vits_random_weights_on_a_12_megapixel_photo(make_model):
-    """The real architecture at its real working size on a 4000 x 3000 photo (48 tiles; ~1-2 min on 2 cores)."""
+    """The real architecture at its real working size on a 4000 x 3000 photo (47 tiles; ~1-3 min on 2 cores)."""
     predictor = DepthPredictor(make_model("vits"))
     rgb = photo((3000, 4000))
     tiled = predictor.predict(rgb, tiling=True, batch_size=4)

@@ -36,7 +36,8 @@ output naming:
     sbs    <stem>_sbs.png       input | gap | colourised
     pfm    <stem>.pfm           float32 PFM (lossless)
     ply    <stem>.ply           coloured point cloud (metric models, or with --align-to)
-  'all' = every format but ply. --align-to also writes <stem>_align.json (the fit and its quality).
+  'all' = every format but ply. --align-to also writes <stem>_align.json (the fit and its quality), --tile
+  <stem>_tiling.json (the tiles per level and how many fell back to the global pass); outputs stay full size.
   Videos: color -> <stem>_depth.mp4, sbs -> <stem>_sbs.mp4, gray -> <stem>_gray.mp4, npy -> <stem>_depth.npy
   (N, H, W) + <stem>_depth.json; other formats are ignored for videos. Streams: OUT/camera0_depth.mp4,
   OUT/stream_<host>_<path>_depth.mp4. Writes are atomic (a killed run leaves no partial file under a final
