@@ -174,25 +174,29 @@ def test_detail_of_a_perfect_working_size_model(seed, objects):
         assert after >= before - 0.01, (before, after)
 
 
-def test_flat_and_sky_tiles_stay_finite_and_fall_back_to_the_global_pass():
+@pytest.mark.parametrize(
+    ("sky", "wall", "max_depth"), [(0.0, 1.0, None), (20.0, 5.0, 20.0)], ids=["relative", "metric"]
+)
+def test_flat_and_sky_tiles_stay_finite_and_fall_back_to_the_global_pass(sky, wall, max_depth):
     shape = (448, 600)
     rng = np.random.default_rng(2)
 
     def field(box, size_hw):
-        # Sky (exact zeros, as relative models predict) above row 200; a flat wall below; each call adds its own
-        # random scale and shift to ~1e-6 noise, the worst case for a fit that trusts the tile.
+        # Sky above row 200 (relative models predict exact zeros there, metric ones their far limit), a flat wall
+        # below; each tile gets its own random scale of ~1e-6 relative noise: the worst case for a fit that
+        # trusts the tile.
         y, _ = sample_grid(box, size_hw)
-        flat = np.where(y < 200, 0.0, 1.0)
+        flat = np.where(y < 200, sky, wall)
         if box == (0, 0, *shape):
             return flat
-        return np.where(y < 200, 0.0, rng.uniform(0.1, 10) * (flat + rng.normal(0, 1e-6, flat.shape)))
+        return rng.uniform(0.1, 10) * flat * (1 + rng.normal(0, 1e-6, flat.shape))
 
-    result, _ = tiled_with(field, shape, Tiling())
-    untiled, _ = tiled_with(field, shape, Tiling(levels=0))
+    result, _ = tiled_with(field, shape, Tiling(), max_depth=max_depth)
+    untiled, _ = tiled_with(field, shape, Tiling(levels=0), max_depth=max_depth)
     assert np.isfinite(result.depth).all()
     assert result.depth.min() >= 0 and result.depth.max() <= untiled.depth.max() * 1.001
-    np.testing.assert_allclose(result.depth[:180], 0.0, atol=1e-4)  # sky stays at the global value
-    np.testing.assert_allclose(result.depth[220:], 1.0, atol=1e-3)  # so does the wall
+    np.testing.assert_allclose(result.depth[:180], sky, atol=1e-4 * max(sky, wall))  # sky stays at the global value
+    np.testing.assert_allclose(result.depth[220:], wall, atol=1e-3 * max(sky, wall))  # so does the wall
     assert sum(p["fallback_tiles"] for p in result.meta["tiling"]["plan"]) > 0
 
 
