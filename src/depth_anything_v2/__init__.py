@@ -5,7 +5,7 @@
     depth = model.infer_image(cv2.imread("photo.jpg"))   # (H, W) float32 disparity
 
     predictor = da2.DepthPredictor.from_pretrained("metric-hypersim-vits", device="auto")
-    result = predictor.predict("photo.jpg")              # result.depth: (H, W) metres; result.unit == "m"
+    result = predictor.predict("photo.jpg")              # result.depth_m: (H, W) metres; result.unit == "m"
 
 Importing the package is cheap: the heavy parts load on first use.
 """

@@ -2,8 +2,9 @@
 
     predictor = DepthPredictor.from_pretrained("vits", device="auto", precision="fp16")
     result = predictor.predict("photo.jpg")
-    result.depth        # float32 (H, W) at the photo's resolution
+    result.prediction   # float32 (H, W) at the photo's resolution, in the space result.kind names:
     result.kind         # "disparity" (relative model: larger = closer) or "metric" (metres)
+    result.depth_m      # the same array for a metric model (result.disparity for a relative one)
 
 It owns pre-processing (the reference's, exactly), the device and the precision; the model stays a pure
 ``nn.Module``. Images that share a working size are batched together.
@@ -36,15 +37,16 @@ class DepthResult:
     """One prediction.
 
     Attributes:
-        depth: float32 ``(H, W)`` at the input image's resolution. For ``kind == "disparity"`` (relative
-            models) it is affine-invariant inverse depth: larger is closer, unknown scale and shift, >= 0.
-            For ``kind == "metric"`` it is depth in metres, in ``(0, max_depth)``.
+        prediction: float32 ``(H, W)`` at the input image's resolution, in the space ``kind`` names. For
+            ``kind == "disparity"`` (relative models) it is affine-invariant inverse depth: larger is closer, unknown
+            scale and shift, >= 0. For ``kind == "metric"`` it is depth in metres, in ``(0, max_depth)``. Read it as
+            :attr:`disparity` or :attr:`depth_m` to have the space checked.
         kind: ``"disparity"`` or ``"metric"``.
         max_depth: the metric model's range in metres; ``None`` for relative models.
         source: the image's path when it came from a file, else ``None``.
     """
 
-    depth: np.ndarray
+    prediction: np.ndarray
     kind: Literal["disparity", "metric"]
     max_depth: float | None = None
     source: str | None = None
@@ -58,6 +60,32 @@ class DepthResult:
     def unit(self) -> str | None:
         """``"m"`` for metric depth, ``None`` for relative disparity (it has no unit)."""
         return "m" if self.is_metric else None
+
+    @property
+    def disparity(self) -> np.ndarray:
+        """The relative model's disparity; a ``ValueError`` for a metric prediction (use :attr:`depth_m`)."""
+        if self.is_metric:
+            raise ValueError("this is a metric prediction (metres): read result.depth_m, not result.disparity")
+        return self.prediction
+
+    @property
+    def depth_m(self) -> np.ndarray:
+        """The metric model's depth in metres; a ``ValueError`` for relative disparity (no metres to give)."""
+        if not self.is_metric:
+            raise ValueError(
+                "this is relative disparity (no unit): read result.disparity, or align it to metres "
+                "(depth_anything_v2.align.metric.align_to_metric)"
+            )
+        return self.prediction
+
+    @property
+    def depth(self) -> np.ndarray:
+        """The earlier name of :attr:`prediction`, kept for existing code (disparity for relative models)."""
+        return self.prediction
+
+    @depth.setter
+    def depth(self, value: np.ndarray) -> None:
+        self.prediction = value
 
 
 def to_rgb(image: Any, channel_order: ChannelOrder = "rgb") -> tuple[np.ndarray, str | None]:

@@ -655,7 +655,7 @@ def _predict_stream(
 def _depth_of(result: Any) -> tuple[np.ndarray, str, float | None]:
     if isinstance(result, np.ndarray):
         return result, "", None
-    return np.asarray(result.depth, np.float32), result.kind, getattr(result, "max_depth", None)
+    return np.asarray(result.prediction, np.float32), result.kind, getattr(result, "max_depth", None)
 
 
 class _ClipWriter:
@@ -1051,7 +1051,7 @@ def _colored_depth(
     lo = hi = None
     for frame in frames:
         result = predictor.predict(frame, channel_order="rgb")
-        values = np.asarray(result.depth, np.float32)
+        values = np.asarray(result.prediction, np.float32)
         if stabilize:
             stab = stab or TemporalStabilizer(result.kind)
             values = stab(values)[0]

@@ -289,7 +289,7 @@ def colorize(
 
     Example::
 
-        rgb = colorize(result.depth, "Spectral_r", *display_range(result.depth, result.kind))
+        rgb = colorize(result.prediction, "Spectral_r", *display_range(result.prediction, result.kind))
     """
     lut = get_colormap(cmap)
     index, finite = normalize_to_index(values, vmin, vmax)
