@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 import torch
 
@@ -24,6 +27,18 @@ def test_convert_round_trip_reference_hf_reference(tmp_path, capsys, make_model)
     assert set(raw) == set(model.state_dict()) and all(torch.equal(raw[k], v) for k, v in model.state_dict().items())
     assert _equal(load_model(tmp_path / "back.safetensors"), model)
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_convert_outputs_get_the_usual_modes(tmp_path, make_model):
+    torch.save(make_model("tiny").state_dict(), tmp_path / "m.pth")
+    old = os.umask(0o022)
+    try:
+        assert main(["convert", str(tmp_path / "m.pth"), str(tmp_path / "hf")]) == 0
+        assert main(["convert", str(tmp_path / "m.pth"), str(tmp_path / "m.safetensors")]) == 0
+    finally:
+        os.umask(old)
+    modes = {p: stat.S_IMODE(os.stat(tmp_path / p).st_mode) for p in ("hf", "hf/model.safetensors", "m.safetensors")}
+    assert modes == {"hf": 0o755, "hf/model.safetensors": 0o644, "m.safetensors": 0o644}  # not 0700 / 0600
 
 
 def test_convert_errors(tmp_path, capsys, make_model):
