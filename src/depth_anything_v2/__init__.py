@@ -23,6 +23,7 @@ _LAZY = {
     "build_model": "weights.loading",
     "load_model": "weights.loading",
     "resolve_published": "weights.loading",
+    "ModelUnavailableError": "weights.loading",
     "CheckpointError": "weights.checkpoints",
     "DepthPredictor": "inference.predictor",
     "DepthResult": "inference.predictor",
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dpt import DepthAnythingV2
     from .inference.predictor import DepthPredictor, DepthResult
     from .weights.checkpoints import CheckpointError
-    from .weights.loading import build_model, load_model, resolve_published
+    from .weights.loading import ModelUnavailableError, build_model, load_model, resolve_published
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -88,7 +88,11 @@ def test_picking_a_published_model_shows_its_licence_and_offline_error(tmp_path,
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.png").write_bytes(b"")
-    assert main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--model", "vitb"]) == 2
+    # Exit code 3 (model not available), the same for every command; the message names the `hf` command.
+    assert main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--model", "vitb"]) == 3
     err = capsys.readouterr().err
     assert "model vitb: relative depth (disparity), Base; weights licence: CC-BY-NC-4.0" in err
-    assert "depth_anything_v2_vitb.pth" in err and "--weights PATH" in err
+    assert "`hf download depth-anything/Depth-Anything-V2-Base depth_anything_v2_vitb.pth`" in err
+    assert "--weights PATH" in err and "huggingface-cli" not in err
+    assert main(["convert", "vitb", str(tmp_path / "b.pth")]) == 3
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err

@@ -15,11 +15,26 @@ import sys
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = ("predict", "eval", "convert", "models", "app", "train", "pseudo_label")
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+#: Exit codes, the same for every command (README, "Exit codes").
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_MODEL_UNAVAILABLE = 0, 1, 2, 3
 
 
-class UsageError(Exception):
-    """A command-line mistake: printed without a traceback, exit code 2."""
+class CommandError(Exception):
+    """An error the user can act on: printed as ``depth-anything CMD: error: MESSAGE``, no traceback."""
+
+    exit_code = EXIT_FAILURES
+
+
+class UsageError(CommandError):
+    """A command-line mistake (bad option, missing input, unreadable checkpoint): exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class ModelUnavailable(CommandError):
+    """A published model that is neither cached nor downloadable now: exit code 3."""
+
+    exit_code = EXIT_MODEL_UNAVAILABLE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except UsageError as e:
+    except CommandError as e:
         print(f"depth-anything {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..configs import PUBLISHED_MODELS, VARIANTS
-from . import UsageError
+from . import ModelUnavailable, UsageError
 
 MODEL_NAMES_HELP = ", ".join(PUBLISHED_MODELS)
 
@@ -58,6 +58,7 @@ def licence_notice(source: str | Path) -> str | None:
 def load_predictor(args: argparse.Namespace, *, device: str | None = None):
     """A ``DepthPredictor`` from the model arguments; mistakes and unreadable files become ``UsageError``."""
     from ..inference.predictor import DepthPredictor
+    from ..weights.loading import ModelUnavailableError
 
     source = model_source(args)
     notice = licence_notice(source)
@@ -72,5 +73,7 @@ def load_predictor(args: argparse.Namespace, *, device: str | None = None):
             precision=args.precision,
             input_size=args.input_size,
         )
+    except ModelUnavailableError as e:
+        raise ModelUnavailable(str(e)) from None
     except (OSError, ValueError, RuntimeError) as e:  # CheckpointError is a ValueError
         raise UsageError(f"cannot load model {str(source)!r}: {e}") from None

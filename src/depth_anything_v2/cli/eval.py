@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 8 -m depth_anything_v2.cli eval --benchmark da2k --data-root /data --model vits
 
 Exit codes: 0 all samples evaluated, 1 some samples failed (reported, skipped; the results are still written),
-2 usage error (unknown benchmark, missing data, bad weights).
+2 usage error (unknown benchmark, missing data, bad weights), 3 the model is neither cached nor downloadable.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     depth-anything pseudo-label --teacher runs/teacher/final.pt --input unlabeled/ --out pseudo/
     torchrun --nproc_per_node 8 -m depth_anything_v2.cli.pseudo_label --teacher T --input "raw/{000000..000999}.tar" --out pseudo/
 
-Exit codes: 0 all inputs labelled, 1 some inputs could not be read (listed; the rest is written), 2 usage error.
+Exit codes: 0 all inputs labelled, 1 some inputs could not be read (listed; the rest is written), 2 usage error,
+3 the teacher is a published model that is neither cached nor downloadable.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import EXIT_FAILURES, EXIT_OK, UsageError
+from . import EXIT_FAILURES, EXIT_OK, ModelUnavailable, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.predictor import DepthPredictor
     from ..training.pseudo_label import PseudoLabelError, pseudo_label
     from ..weights.checkpoints import CheckpointError
+    from ..weights.loading import ModelUnavailableError
 
     if args.shard_size < 1 or args.batch_size < 1:
         raise UsageError(f"expected --shard-size and --batch-size >= 1, got {args.shard_size} and {args.batch_size}")
@@ -82,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         predictor = DepthPredictor.from_pretrained(
             args.teacher, encoder=args.encoder, device=device, precision=args.precision, input_size=args.input_size
         )
+    except ModelUnavailableError as e:
+        raise ModelUnavailable(str(e)) from None
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     try:
