@@ -32,7 +32,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
     group.add_argument("--max-depth", type=float, help="metric model range in metres (20 indoor, 80 outdoor)")
     group.add_argument("--input-size", type=int, default=518, help="shorter side the network sees (default 518)")
     group.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    group.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="default fp32")
+    group.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "fp16", "bf16", "auto"],
+        help="auto: fp16 on a GPU, fp32 on the CPU (half precision is slow there); default fp32",
+    )
     parser.set_defaults(_default_model=default_model)
     return group
 

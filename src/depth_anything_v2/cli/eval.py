@@ -147,7 +147,7 @@ def _evaluate_all(args: argparse.Namespace, names: list[str], info: DistInfo) ->
         "max_depth": predictor.model.max_depth,
         "prediction": "metric depth (m)" if predictor.is_metric else "relative disparity",
         "input_size": args.input_size,
-        "precision": args.precision,
+        "precision": predictor.precision,
         "device": str(predictor.device),
     }
     if rank == 0:

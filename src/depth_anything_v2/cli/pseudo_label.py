@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--input-size", type=int, default=518, help="shorter side the teacher sees")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun), mps")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "auto"])
     p.add_argument("--encoding", default="png16", choices=["png16", "f16"], help="disparity storage")
     p.add_argument("--max-shards", type=int, help="stop after writing this many shards (rerun to continue)")
     p.add_argument("--workers", type=int, default=4, help="image reading threads")
