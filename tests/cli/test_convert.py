@@ -76,6 +76,25 @@ def test_help_lists_commands(capsys):
         assert cmd in out
 
 
+def test_version_subcommand_usage_and_single_defaults(capsys):
+    from depth_anything_v2 import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"depth-anything {__version__}"
+    # An unknown option of a sub-command shows that sub-command's usage, not the top-level one.
+    with pytest.raises(SystemExit) as e:
+        main(["convert", "a.pth", "b.pth", "--nope"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage: depth-anything convert ")
+    assert "depth-anything convert: error: unrecognized arguments: --nope" in err
+    # Each default is said once.
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default 518)" in out and "(default: " not in out
+
+
 def test_picking_a_published_model_shows_its_licence_and_offline_error(tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants
 

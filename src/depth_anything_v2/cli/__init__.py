@@ -43,15 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Depth Anything V2: monocular depth estimation (inference, conversion, evaluation, training).",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    parser.set_defaults(_command_parsers=sub.choices)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (what pip shows), else the package's own."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("depth-anything-v2")
+    except PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would blame the top-level parser and print its usage; the sub-command's is the useful one
+        args._command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
