@@ -90,7 +90,10 @@ def test_txt_list_relative_comments_blank_and_missing(tree, monkeypatch):
     assert [Path(i.source).name for i in result.items] == ["b.jpg", "c.jpeg", "d.webp", "e.tif"]
     assert result.base == tree  # the list's folder is a root too
     assert _stems(result) == ["photos/b", "photos/sub/c", "photos/sub/deeper/d", "photos/z/e"]
-    assert [(Path(f.source).name, f.reason) for f in result.failures] == [("missing.jpg", "no such file or folder")]
+    # A bad entry names the list and the line (as compilers do), then the entry.
+    assert [(f.source, f.reason) for f in result.failures] == [
+        (f"{lists / 'todo.txt'}:6: missing.jpg", "no such file or folder")
+    ]
 
 
 def test_nested_lists_and_self_reference_terminate(tmp_path):
@@ -99,7 +102,9 @@ def test_nested_lists_and_self_reference_terminate(tmp_path):
     (tmp_path / "outer.txt").write_text("inner.txt\nouter.txt\n")
     result = expand_inputs([str(tmp_path / "outer.txt")])
     assert _stems(result) == ["a"]
-    assert any("nested more than" in f.reason for f in result.failures)
+    assert any(
+        "nested more than" in f.reason and f.source.startswith(f"{tmp_path / 'outer.txt'}:2: ") for f in result.failures
+    )
 
 
 def test_glob_patterns(tree, monkeypatch):
