@@ -70,6 +70,22 @@ def test_same_stem_different_extension_keeps_extension(tmp_path):
     assert _stems(expand_inputs([str(tmp_path)])) == ["x.jpg", "x.png", "y"]
 
 
+def test_readme_documents_the_extension_rule_as_it_behaves(tmp_path):
+    for name in ("x.jpg", "x.png", "y.jpg"):
+        _touch(tmp_path / name)
+    out = Path("OUT")
+    names = [
+        i.output_path(out, suffix).as_posix()
+        for i in expand_inputs([str(tmp_path)]).items
+        for suffix in (".npy", "_color.png")
+    ]
+    assert names == ["OUT/x.jpg.npy", "OUT/x.jpg_color.png", "OUT/x.png.npy", "OUT/x.png_color.png",
+                     "OUT/y.npy", "OUT/y_color.png"]  # fmt: skip
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8").split())
+    assert "`x.jpg` and `x.png` become `OUT/x.jpg.npy`, `OUT/x.jpg_color.png` and `OUT/x.png.npy`" in readme
+    assert "a lone `y.jpg` stays `OUT/y.npy`" in readme
+
+
 def test_duplicates_processed_once(tree):
     photos = tree / "photos"
     result = expand_inputs([str(photos / "b.jpg"), str(photos), str(photos / "sub" / ".." / "b.jpg")])
