@@ -135,12 +135,17 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n / 1024:.3g} KiB" if n >= 1024 else f"{n} bytes"
 
 
+def _two_sizes(limit: int, size: int) -> tuple[str, str]:
+    """``limit`` and ``size`` in MiB/KiB, or in exact bytes where the rounded forms would read the same."""
+    a, b = _mib(limit), _mib(size)
+    return (a, b) if a != b else (f"{a} ({limit} bytes)", f"{size} bytes")
+
+
 def check_upload_size(size: int, limits: Limits) -> None:
     """Raise ``PayloadTooLargeError`` for more than ``limits.max_upload_bytes``, ``InvalidImageError`` for 0."""
     if size > limits.max_upload_bytes:
-        raise PayloadTooLargeError(
-            f"upload too large: expected at most {_mib(limits.max_upload_bytes)}, got {_mib(size)}"
-        )
+        expected, got = _two_sizes(limits.max_upload_bytes, size)
+        raise PayloadTooLargeError(f"upload too large: expected at most {expected}, got {got}")
     if size == 0:
         raise InvalidImageError("empty upload: expected an image file, got 0 bytes")
 
@@ -234,7 +239,12 @@ class ModelChoice:
 
     @classmethod
     def weights(cls, path: str | Path, *, encoder: str | None = None, max_depth: float | None = None) -> ModelChoice:
+        """A weights file; ``max_depth`` defaults to what the file's name says (published metric names)."""
+        from ..weights.loading import max_depth_from_file_name
+
         path = Path(path)
+        if max_depth is None:
+            max_depth = max_depth_from_file_name(path)
         kind = f"metric, max {max_depth:g} m" if max_depth else "as stored"
         return cls(path.name, str(path), encoder, max_depth, f"weights file {path.name} ({kind})")
 
@@ -250,6 +260,11 @@ class ModelManager:
     """Loads models on first use and keeps at most ``max_loaded`` of them (least recently used evicted).
 
     Not thread-safe by itself: :class:`DepthService` calls it under its lock.
+
+    Requests get the models that are loaded, or that load from local files: a published model is loaded from
+    the Hugging Face cache, never downloaded on a request (a download would hold the lock for minutes), unless
+    ``download=True``. A failed load leaves the loaded models as they were: the least recently used one is
+    unloaded only after the new one has loaded. Failure messages name no server paths (the log has details).
 
     Args:
         choices: the models offered; the first is the default unless ``default`` names another.
@@ -269,6 +284,7 @@ class ModelManager:
         input_size: int = 518,
         device: str = "auto",
         precision: str = "fp32",
+        download: bool = False,
     ) -> None:
         if not choices:
             raise ValueError("expected at least one model choice, got none")
@@ -284,14 +300,17 @@ class ModelManager:
         self.input_size = input_size
         self.device = device
         self.precision = precision
-        self._loader = loader or self._load
+        self.download = download
+        self._loader = loader
         self._loaded: OrderedDict[str, Any] = OrderedDict(preloaded or {})
 
-    def _load(self, choice: ModelChoice) -> Any:
+    def _load(self, choice: ModelChoice, *, download: bool) -> Any:
         from ..inference.predictor import DepthPredictor
+        from ..weights.loading import resolve_published
 
+        source = resolve_published(choice.source, download=download) if choice.is_published else choice.source
         return DepthPredictor.from_pretrained(
-            choice.source,
+            source,
             encoder=choice.encoder,
             max_depth=choice.max_depth,
             device=self.device,
@@ -319,23 +338,44 @@ class ModelManager:
             return "metric"
         return "disparity" if choice.is_published else None
 
-    def get(self, name: str | None = None) -> tuple[ModelChoice, Any]:
-        """``(choice, predictor)``, loading the model if needed (``ModelUnavailableError`` when that fails)."""
+    def get(self, name: str | None = None, *, download: bool | None = None) -> tuple[ModelChoice, Any]:
+        """``(choice, predictor)``, loading the model if needed (``ModelUnavailableError`` when that fails;
+        its ``__cause__`` holds the full reason). ``download`` overrides the manager's setting (the command
+        line loads its default model with ``download=True`` at start)."""
+        from ..weights.loading import ModelUnavailableError as NotCached
+
         choice = self.resolve(name)
         if choice.name in self._loaded:
             self._loaded.move_to_end(choice.name)
             return choice, self._loaded[choice.name]
-        while len(self._loaded) >= self.max_loaded:
-            evicted, _ = self._loaded.popitem(last=False)
-            logger.info("model %s unloaded (max_loaded=%d)", evicted, self.max_loaded)
         t0 = time.perf_counter()
         try:
-            predictor = self._loader(choice)
+            if self._loader is not None:
+                predictor = self._loader(choice)
+            else:
+                predictor = self._load(choice, download=self.download if download is None else download)
+        except NotCached as e:
+            logger.warning("model %s is not available: %s", choice.name, e)
+            raise ModelUnavailableError(
+                f"model {choice.name!r} is not available on this server: it has not been downloaded"
+            ) from e
         except (OSError, ValueError, RuntimeError) as e:  # CheckpointError and FileNotFoundError included
-            raise ModelUnavailableError(f"model {choice.name!r} could not be loaded: {e}") from e
+            logger.warning("model %s could not be loaded: %s", choice.name, e)
+            raise ModelUnavailableError(
+                f"model {choice.name!r} could not be loaded on this server (the server log says why)"
+            ) from e
         logger.info("model %s loaded in %.1f s", choice.name, time.perf_counter() - t0)
+        while len(self._loaded) >= self.max_loaded:  # only now: a failed load never unloads a working model
+            evicted, _ = self._loaded.popitem(last=False)
+            logger.info("model %s unloaded (max_loaded=%d)", evicted, self.max_loaded)
         self._loaded[choice.name] = predictor
         return choice, predictor
+
+    def max_depth_of(self, name: str) -> float | None:
+        """The metric range of ``name``: the loaded model's, else what the choice says."""
+        if name in self._loaded:
+            return getattr(getattr(self._loaded[name], "model", None), "max_depth", None)
+        return self.resolve(name).max_depth
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -455,7 +495,7 @@ class DepthService:
                     "name": c.name,
                     "kind": self.models.kind_of(c.name),
                     "unit": "m" if self.models.kind_of(c.name) == "metric" else None,
-                    "max_depth": c.max_depth,
+                    "max_depth": self.models.max_depth_of(c.name),
                     "description": c.description,
                     "license": c.license,
                     "loaded": self.models.is_loaded(c.name),

@@ -100,7 +100,10 @@ def _unavailable(pm: PublishedModel, why: str) -> ModelUnavailableError:
     )
 
 
-def _max_depth_from_name(path: Path) -> float | None:
+def max_depth_from_file_name(path: str | os.PathLike) -> float | None:
+    """20 / 80 (m) for files named like the published metric checkpoints
+    (``depth_anything_v2_metric_{hypersim,vkitti}_*``), else ``None``."""
+    path = Path(path)
     m = _METRIC_FILE.search(path.name)
     return _METRIC_MAX_DEPTH[m.group(1)] if m else None
 
@@ -128,7 +131,7 @@ def load_state_dict_any(source: str | os.PathLike) -> tuple[StateDict, dict]:
             info.update(hf_config_model_args(hf_config, state_dict))
     info.setdefault("encoder", infer_encoder(state_dict))
     if "max_depth" not in info:
-        md = _max_depth_from_name(path)
+        md = max_depth_from_file_name(path)
         if md is not None:
             info["max_depth"] = md
     return state_dict, info
