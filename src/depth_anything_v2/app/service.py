@@ -153,51 +153,42 @@ def check_upload_size(size: int, limits: Limits) -> None:
 def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
     """Decode uploaded bytes to an upright RGB uint8 ``(H, W, 3)`` array, enforcing ``limits``.
 
-    Decoding follows :func:`depth_anything_v2.io.images.read_image` (EXIF orientation applied, alpha dropped, 16-bit
-    scaled by the high byte, first frame of animations). The size and shape limits are checked on the header,
-    before the pixels are decoded.
+    Decoded by :func:`depth_anything_v2.io.images.read_image` (EXIF orientation applied, alpha dropped, 16-bit
+    scaled by the high byte, first frame of animations). The pixel limit is checked on the header, before the
+    pixels are decoded; the side ratio after (the image is pixel-limited by then).
 
     Raises:
         PayloadTooLargeError: too many bytes or pixels (Pillow's decompression-bomb guard included).
         InvalidParameterError: an image more elongated than ``limits.max_aspect``.
         InvalidImageError: empty, not an image, truncated or corrupt.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from ..io.images import pil_to_rgb  # the one place where image modes become RGB (shared with read_image)
+    from ..io.images import ImageReadError, ImageTooLargeError, NotAnImageError, read_image
 
     check_upload_size(len(data), limits)
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-            if width * height > limits.max_pixels:
-                raise PayloadTooLargeError(
-                    f"image too large: expected at most {limits.max_pixels / 1e6:g} megapixels, got {width}x{height} "
-                    f"= {width * height / 1e6:.1f} megapixels"
-                )
-            if max(width, height) > limits.max_aspect * min(width, height):
-                raise InvalidParameterError(
-                    f"image too elongated: expected a side ratio of at most {limits.max_aspect:g}, got "
-                    f"{width}x{height} ({max(width, height) / max(1, min(width, height)):.1f})"
-                )
-            im.load()  # decode now: truncation surfaces here
-            image_rgb = pil_to_rgb(ImageOps.exif_transpose(im), None)
-    except RequestError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise PayloadTooLargeError(f"image too large (decompression bomb guard): {e}") from None
-    except UnidentifiedImageError:
+    name = "upload"
+    try:  # the toolkit's one decoder; its typed errors become HTTP statuses, with messages for a web user
+        image_rgb = read_image(name, data=data, max_pixels=limits.max_pixels)
+    except ImageTooLargeError as e:
+        if e.limit is not None:
+            raise PayloadTooLargeError(
+                f"image too large: expected at most {e.limit / 1e6:g} megapixels, got {e.width}x{e.height} "
+                f"= {e.width * e.height / 1e6:.1f} megapixels"  # type: ignore[operator]
+            ) from None
+        reason = str(e).removeprefix(f"{name}: ").split("; ")[0]  # without the command line's --max-side hint
+        raise PayloadTooLargeError(reason) from None
+    except NotAnImageError:
         raise InvalidImageError(
             f"not an image: expected a JPEG, PNG, WebP, BMP, TIFF or GIF file, got {len(data)} bytes of an "
             f"unrecognised format"
         ) from None
-    except MemoryError:
-        raise PayloadTooLargeError("out of memory while decoding the image") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        reason = str(e) or type(e).__name__
-        raise InvalidImageError(f"cannot decode the image: truncated or corrupt file ({reason})") from None
-    if not image_rgb.flags.writeable:
-        image_rgb = image_rgb.copy()
+    except ImageReadError as e:
+        raise InvalidImageError(str(e).removeprefix(f"{name}: ")) from None
+    height, width = image_rgb.shape[:2]
+    if max(width, height) > limits.max_aspect * min(width, height):  # pixel-limited already: cheap after decoding
+        raise InvalidParameterError(
+            f"image too elongated: expected a side ratio of at most {limits.max_aspect:g}, got "
+            f"{width}x{height} ({max(width, height) / max(1, min(width, height)):.1f})"
+        )
     return np.ascontiguousarray(image_rgb)
 
 

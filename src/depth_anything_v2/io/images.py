@@ -59,6 +59,21 @@ class ImageReadError(ValueError):
     """An input file is not a decodable image; the message names the file and the reason."""
 
 
+class NotAnImageError(ImageReadError):
+    """The file's format is not one Pillow recognises (a text file named ``.jpg``, ...)."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """Refused for its size before decoding: the pixel limit (``width``, ``height`` and ``limit`` set), Pillow's
+    decompression-bomb guard, or the memory decoding would take."""
+
+    def __init__(
+        self, message: str, *, width: int | None = None, height: int | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.width, self.height, self.limit = width, height, limit
+
+
 def _register_optional_plugins() -> None:
     """HEIC/HEIF support when ``pillow-heif`` is installed (optional; iPhone photos)."""
     try:
@@ -155,9 +170,12 @@ def read_image(
             width, height = im.size
             if max_side is None:
                 if max_pixels is not None and width * height > max_pixels:
-                    raise ImageReadError(
+                    raise ImageTooLargeError(
                         f"{path}: image too large: {width}x{height} = {width * height / 1e6:.1f} megapixels, "
-                        f"limit {max_pixels / 1e6:g} megapixels (raise the limit, or {DOWNSCALE_HINT})"
+                        f"limit {max_pixels / 1e6:g} megapixels (raise the limit, or {DOWNSCALE_HINT})",
+                        width=width,
+                        height=height,
+                        limit=max_pixels,
                     )
             else:
                 _prepare_reduced_decode(im, path, max_side, max_pixels)
@@ -167,9 +185,9 @@ def read_image(
     except ImageReadError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{path}: image too large (decompression bomb guard): {e}; {DOWNSCALE_HINT}") from None
+        raise ImageTooLargeError(f"{path}: image too large (decompression bomb guard): {e}; {DOWNSCALE_HINT}") from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image (unrecognised format, {size} bytes)") from None
+        raise NotAnImageError(f"{path}: not an image (unrecognised format, {size} bytes)") from None
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied") from None
     except MemoryError:
@@ -225,13 +243,16 @@ def _prepare_reduced_decode(im, path: Path, max_side: int, max_pixels: int | Non
         width, height = im.size
     out_w, out_h = _scaled_size(width, height, max_side) if max(width, height) > max_side else (width, height)
     if max_pixels is not None and out_w * out_h > max_pixels:
-        raise ImageReadError(
+        raise ImageTooLargeError(
             f"{path}: image too large: {out_w}x{out_h} = {out_w * out_h / 1e6:.1f} megapixels after the "
-            f"downscale to max_side {max_side}, limit {max_pixels / 1e6:g} megapixels (lower --max-side)"
+            f"downscale to max_side {max_side}, limit {max_pixels / 1e6:g} megapixels (lower --max-side)",
+            width=out_w,
+            height=out_h,
+            limit=max_pixels,
         )
     needed, budget = decode_memory_bytes(im), decode_budget_bytes()
     if needed > budget:
-        raise ImageReadError(
+        raise ImageTooLargeError(
             f"{path}: image too large to decode: {width}x{height} {im.format or ''} needs about "
             f"{needed / 2**30:.1f} GiB, only {budget / 2**30:.1f} GiB can be spared (half the available memory); "
             "only JPEGs decode at reduced size"
@@ -276,7 +297,7 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
             width, height = im.size
             orientation = im.getexif().get(0x0112, 1)
     except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{path}: image too large (decompression bomb guard): {e}") from None
+        raise ImageTooLargeError(f"{path}: image too large (decompression bomb guard): {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from None
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
