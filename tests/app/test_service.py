@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import threading
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -36,7 +34,15 @@ from depth_anything_v2.app.views import (
 from depth_anything_v2.io import outputs
 from depth_anything_v2.io.pointcloud import read_ply
 
-from .helpers import EXAMPLES, RecordingPredictor, image_bytes, make_clip, one_torch_thread, tiny_predictor
+from .helpers import (
+    EXAMPLES,
+    RecordingPredictor,
+    image_bytes,
+    make_clip,
+    one_torch_thread,
+    png_header_only,
+    tiny_predictor,
+)
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
 
@@ -49,16 +55,6 @@ def relative_predictor():
 @pytest.fixture(scope="module")
 def metric_predictor():
     return tiny_predictor(max_depth=20.0)
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares ``width x height`` but has no pixel data (a decoder would fail; the header is enough)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 # ---------------------------------------------------------------------------------------------------------------
