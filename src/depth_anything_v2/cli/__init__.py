@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
-    parser.set_defaults(_command_parsers=sub.choices)
+    parser.command_parsers = sub.choices  # type: ignore[attr-defined]  # for main's usage errors
     return parser
 
 
@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would blame the top-level parser and print its usage; the sub-command's is the useful one
-        args._command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        parser.command_parsers[args.command].error(  # type: ignore[attr-defined]
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
