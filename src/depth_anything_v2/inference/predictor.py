@@ -35,7 +35,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``"auto"`` -> ``"fp16"`` on CUDA and MPS, ``"fp32"`` on the CPU; anything else as given (checked).
 
     fp16/bf16 on a CPU without native half-precision kernels is several times *slower* than fp32 (vits at
-    266x266 on this project's AVX2 machine: fp16 4.4x, bf16 5.8x the fp32 time), so asking for it there logs
+    266x266 on this project's AVX2 machine, ``benchmarks/bench_cpu_precision.py``: fp16 4.4-5.5x, bf16 5.8-6.3x
+    the fp32 time), so asking for it there logs
     a warning, once per precision.
     """
     if precision == "auto":
