@@ -36,8 +36,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     fp16/bf16 on a CPU without native half-precision kernels is several times *slower* than fp32 (vits at
     266x266 on this project's AVX2 machine, ``benchmarks/bench_cpu_precision.py``: fp16 4.4-5.5x, bf16 5.8-6.3x
-    the fp32 time), so asking for it there logs
-    a warning, once per precision.
+    the fp32 time), so asking for it there logs a warning, once per precision.
     """
     if precision == "auto":
         return "fp32" if device.type == "cpu" else "fp16"
