@@ -135,8 +135,11 @@ def run(args: argparse.Namespace) -> int:
         models.get(default.name, download=True)
     except RequestError as e:
         cause = e.__cause__ or e
+        if isinstance(cause, ModelNotAvailable):  # its message names the model and the ways out
+            print(f"depth-anything app: error: {cause}", file=sys.stderr)
+            return EXIT_MODEL_UNAVAILABLE
         print(f"depth-anything app: error: model {default.name!r} could not be loaded: {cause}", file=sys.stderr)
-        return EXIT_MODEL_UNAVAILABLE if isinstance(cause, ModelNotAvailable) else EXIT_FAILURES
+        return EXIT_FAILURES
     if not is_loopback(args.host):
         print(
             f"warning: listening on {args.host}: anyone who can reach this machine can use the app",
