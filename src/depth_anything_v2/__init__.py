@@ -23,6 +23,7 @@ _LAZY = {
     "build_model": "dpt",
     "load_model": "weights.loading",
     "resolve_published": "weights.loading",
+    "ModelUnavailableError": "weights.loading",
     "CheckpointError": "weights.checkpoints",
     "DepthPredictor": "inference.predictor",
     "DepthResult": "inference.predictor",
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dpt import DepthAnythingV2, build_model
     from .inference.predictor import DepthPredictor, DepthResult
     from .weights.checkpoints import CheckpointError
-    from .weights.loading import load_model, resolve_published
+    from .weights.loading import ModelUnavailableError, load_model, resolve_published
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())

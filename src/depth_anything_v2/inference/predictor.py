@@ -1,6 +1,6 @@
 """``DepthPredictor``: images in (paths, PIL images, RGB or BGR arrays), ``DepthResult`` out.
 
-    predictor = DepthPredictor.from_pretrained("vits", device="auto", precision="fp16")
+    predictor = DepthPredictor.from_pretrained("vits", device="auto", precision="auto")  # fp16 on GPUs
     result = predictor.predict("photo.jpg")
     result.prediction   # float32 (H, W) at the photo's resolution, in the space result.kind names:
     result.kind         # "disparity" (relative model: larger = closer) or "metric" (metres)
@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 
-from ..devices import precision_dtype, resolve_device
+from ..devices import precision_dtype, resolve_device, resolve_precision
 from ..dpt import DepthAnythingV2
 from ..io.images import read_image
 from ..weights.loading import load_model
@@ -137,8 +137,10 @@ class DepthPredictor:
         input_size: the shorter side the network sees (multiple of 14; 518 as trained).
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"mps"``; ``None`` keeps the
             model's device.
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``. Low precision keeps the encoder's residual stream and
-            LayerNorms in fp32 (see ``modeling.dinov2``), so it cannot overflow where fp32 does not.
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (fp16 on CUDA and MPS, fp32 on the CPU,
+            where half precision is slow: asking for it there logs a warning). Low precision keeps the
+            encoder's residual stream and LayerNorms in fp32 (see ``modeling.dinov2``), so it cannot overflow
+            where fp32 does not. ``self.precision`` is the one chosen.
     """
 
     def __init__(
@@ -149,10 +151,10 @@ class DepthPredictor:
         device: str | torch.device | None = None,
         precision: str = "fp32",
     ) -> None:
-        dtype = precision_dtype(precision)
         working_size(input_size, input_size, input_size)  # validates input_size
         dev = resolve_device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(device=dev, dtype=dtype).eval()
+        precision = resolve_precision(precision, dev)
+        self.model = model.to(device=dev, dtype=precision_dtype(precision)).eval()
         self.input_size = input_size
         self.precision = precision
 
