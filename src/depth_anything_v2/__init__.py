@@ -5,7 +5,7 @@
     depth = model.infer_image(cv2.imread("photo.jpg"))   # (H, W) float32 disparity
 
     predictor = da2.DepthPredictor.from_pretrained("metric-hypersim-vits", device="auto")
-    result = predictor.predict("photo.jpg")              # result.depth: (H, W) metres; result.unit == "m"
+    result = predictor.predict("photo.jpg")              # result.depth_m: (H, W) metres; result.unit == "m"
 
 Importing the package is cheap: the heavy parts load on first use.
 """
@@ -23,6 +23,7 @@ _LAZY = {
     "build_model": "dpt",
     "load_model": "weights.loading",
     "resolve_published": "weights.loading",
+    "ModelUnavailableError": "weights.loading",
     "CheckpointError": "weights.checkpoints",
     "DepthPredictor": "inference.predictor",
     "DepthResult": "inference.predictor",
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inference.predictor import DepthPredictor, DepthResult
     from .inference.tiling import Tiling
     from .weights.checkpoints import CheckpointError
-    from .weights.loading import load_model, resolve_published
+    from .weights.loading import ModelUnavailableError, load_model, resolve_published
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())

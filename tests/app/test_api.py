@@ -15,8 +15,7 @@ import pytest
 from depth_anything_v2.app.service import DepthService, Limits
 from depth_anything_v2.io import outputs
 
-from .helpers import EXAMPLES, RecordingPredictor, image_bytes, one_torch_thread, tiny_predictor
-from .test_service import png_header_only
+from .helpers import EXAMPLES, RecordingPredictor, image_bytes, one_torch_thread, png_header_only, tiny_predictor
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")

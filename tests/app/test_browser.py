@@ -24,7 +24,7 @@ import torch
 
 from depth_anything_v2.io import outputs
 
-from .helpers import EXAMPLES, make_clip, tiny_model
+from .helpers import EXAMPLES, make_clip, png_header_only, tiny_model
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -153,6 +153,32 @@ def test_upload_depth_view_and_downloads(sync_playwright, app_process, tmp_path)
             page.locator("img[src*='rocket']").first.click()
             page.wait_for_function("document.querySelector('#summary').innerText.includes('640×427')", timeout=60_000)
 
+            # Uploads the service refuses: the page says why (not a bare "Error") and clears the previous result.
+            (tmp_path / "notes.jpg").write_text("hello, I am text")
+            (tmp_path / "empty.png").write_bytes(b"")
+            (tmp_path / "bomb.png").write_bytes(png_header_only(20_000, 20_000))  # 400 MP, no pixel data
+            for name, reason in [
+                ("notes.jpg", "not an image: expected a JPEG, PNG"),
+                ("empty.png", "empty upload"),
+                ("bomb.png", "image too large (decompression bomb guard): Image size (400000000 pixels)"),
+            ]:
+                upload.set_input_files(str(tmp_path / name))
+                page.wait_for_function(
+                    "r => document.querySelector('#summary').innerText.includes(r)", arg=reason, timeout=30_000
+                )
+                assert page.inner_text("#colorbar").strip() == ""
+                assert page.locator("#depth-slider img").count() == 0
+                assert page.locator(".toast-body", has_text=reason).count() >= 1
+            # One upload over an existing image is one prediction (the second of two would be served "cached").
+            upload.set_input_files(str(EXAMPLES / "chelsea.jpg"))
+            page.wait_for_function("document.querySelector('#summary').innerText.includes(' ms')", timeout=60_000)
+            upload.set_input_files(str(EXAMPLES / "coffee.jpg"))
+            page.wait_for_function("document.querySelector('#summary').innerText.includes('600×400')", timeout=60_000)
+            page.wait_for_timeout(1500)  # a second prediction, if any, would have landed by now
+            assert "cached" in page.inner_text("#summary")  # coffee was computed above: one run, from the cache
+            upload.set_input_files(str(EXAMPLES / "chelsea.jpg"))
+            page.wait_for_function("document.querySelector('#summary').innerText.includes('cached')", timeout=60_000)
+
             # The video tab: side-by-side video that the browser plays, and the float32 frames.
             page.get_by_role("tab", name="Video").click()
             page.locator("#input-video input[type=file]").set_input_files(str(clip))
@@ -170,9 +196,10 @@ def test_upload_depth_view_and_downloads(sync_playwright, app_process, tmp_path)
             # A published model that is not downloaded (offline) gives a message, not a hang or a crash.
             page.locator("#model input").click()
             page.locator("ul[role=listbox] li", has_text="vits (relative").first.click()
-            toast = page.locator(".toast-body", has_text="could not be loaded")
+            toast = page.locator(".toast-body", has_text="is not available on this server")
             toast.first.wait_for(timeout=30_000)
-            assert "not in the Hugging Face cache" in toast.first.inner_text()
+            assert "it has not been downloaded" in toast.first.inner_text()
+            assert "/" not in page.inner_text("#summary").split("server", 1)[1]  # no server path shown
         finally:
             browser.close()
 

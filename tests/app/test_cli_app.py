@@ -44,6 +44,19 @@ def test_bad_checkpoint_fails_before_serving(tmp_path, capsys):
     assert "model 'broken.pth' could not be loaded" in captured.err and "serving" not in captured.out
 
 
+def test_model_not_available_exits_3_like_every_command(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert main(["app", "--model", "vitb", "--no-ui", "--port", "0"]) == 3
+    err = capsys.readouterr().err
+    assert "depth-anything app: error: model 'vitb' needs depth_anything_v2_vitb.pth" in err
+    assert "`hf download depth-anything/Depth-Anything-V2-Base depth_anything_v2_vitb.pth`" in err
+
+
 def test_help_documents_the_api(capsys):
     with pytest.raises(SystemExit) as e:
         main(["app", "--help"])

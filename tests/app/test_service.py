@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import threading
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -36,7 +34,15 @@ from depth_anything_v2.app.views import (
 from depth_anything_v2.io import outputs
 from depth_anything_v2.io.pointcloud import read_ply
 
-from .helpers import EXAMPLES, RecordingPredictor, image_bytes, make_clip, one_torch_thread, tiny_predictor
+from .helpers import (
+    EXAMPLES,
+    RecordingPredictor,
+    image_bytes,
+    make_clip,
+    one_torch_thread,
+    png_header_only,
+    tiny_predictor,
+)
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
 
@@ -49,16 +55,6 @@ def relative_predictor():
 @pytest.fixture(scope="module")
 def metric_predictor():
     return tiny_predictor(max_depth=20.0)
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares ``width x height`` but has no pixel data (a decoder would fail; the header is enough)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -102,6 +98,9 @@ def test_oversize_upload_is_413_before_decoding():
     with pytest.raises(PayloadTooLargeError, match=r"expected at most 1000 bytes, got 1.95 KiB") as e:
         svc.decode_image(b"x" * 2000, limits)
     assert e.value.status_code == 413
+    # Just over the limit: the two sizes never read the same (20 MiB vs 20 MiB).
+    with pytest.raises(PayloadTooLargeError, match=r"expected at most 20 MiB \(20971520 bytes\), got 20971620 bytes$"):
+        svc.check_upload_size(20 * 2**20 + 100, Limits(max_upload_bytes=20 * 2**20))
 
 
 def test_oversize_dimensions_are_413_from_the_header():
@@ -200,12 +199,44 @@ def test_model_manager_loads_once_switches_and_reports_failures(relative_predict
     assert service.predict(image_bytes(seed=3), "met").kind == "metric"
     assert loads == ["rel", "met"]  # loaded once each
     assert not service.models.is_loaded("rel")  # evicted: max_loaded=1
-    with pytest.raises(ModelUnavailableError, match=r"model 'broken' could not be loaded: .*Hugging Face cache") as e:
+    with pytest.raises(
+        ModelUnavailableError, match=r"^model 'broken' could not be loaded on this server \(the server"
+    ) as e:
         service.predict(image_bytes(seed=5), "broken")
-    assert e.value.status_code == 503
+    assert e.value.status_code == 503 and "Hugging Face cache" in str(e.value.__cause__)  # details: log only
+    assert service.models.is_loaded("met")  # a failed load unloads nothing
     info = service.info()
     assert [m["name"] for m in info["models"]] == ["rel", "met", "broken"] and info["default_model"] == "rel"
     assert info["limits"]["max_pixels"] == svc.DEFAULT_MAX_PIXELS
+
+
+def test_requests_never_download_or_show_server_paths(tmp_path, monkeypatch, relative_predictor):
+    # A published model that is not cached: a request gets a 503 at once (no download, no lock held for it),
+    # with no server path in the message, and the working model stays loaded.
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    from depth_anything_v2.weights.loading import ModelUnavailableError as NotCached
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda *a, **k: pytest.fail("went to the network"))
+    choices = [ModelChoice("rel", "rel"), ModelChoice.published("vitb")]
+    service = DepthService(ModelManager(choices, preloaded={"rel": relative_predictor}))
+    with pytest.raises(ModelUnavailableError, match=r"^model 'vitb' is not available on this server: it has not") as e:
+        service.predict(image_bytes(seed=1), "vitb")
+    assert isinstance(e.value.__cause__, NotCached) and str(tmp_path) not in str(e.value)
+    assert service.models.is_loaded("rel") and service.predict(image_bytes(seed=1)).kind == "disparity"
+
+
+def test_info_reports_the_metric_range_of_a_published_metric_file(relative_predictor, metric_predictor):
+    choice = ModelChoice.weights("/models/depth_anything_v2_metric_hypersim_vits.pth")
+    assert (choice.max_depth, choice.description) == (
+        20.0, "weights file depth_anything_v2_metric_hypersim_vits.pth (metric, max 20 m)",
+    )  # fmt: skip
+    loaded = ModelChoice.weights("/models/mine.pth")  # the name cannot tell; the loaded model can
+    service = DepthService(ModelManager([loaded], preloaded={"mine.pth": metric_predictor}))
+    assert service.info()["models"][0]["max_depth"] == metric_predictor.model.max_depth
 
 
 def test_published_choice_knows_kind_and_licence():

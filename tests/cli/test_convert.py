@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 import torch
 
@@ -24,6 +27,18 @@ def test_convert_round_trip_reference_hf_reference(tmp_path, capsys, make_model)
     assert set(raw) == set(model.state_dict()) and all(torch.equal(raw[k], v) for k, v in model.state_dict().items())
     assert _equal(load_model(tmp_path / "back.safetensors"), model)
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_convert_outputs_get_the_usual_modes(tmp_path, make_model):
+    torch.save(make_model("tiny").state_dict(), tmp_path / "m.pth")
+    old = os.umask(0o022)
+    try:
+        assert main(["convert", str(tmp_path / "m.pth"), str(tmp_path / "hf")]) == 0
+        assert main(["convert", str(tmp_path / "m.pth"), str(tmp_path / "m.safetensors")]) == 0
+    finally:
+        os.umask(old)
+    modes = {p: stat.S_IMODE(os.stat(tmp_path / p).st_mode) for p in ("hf", "hf/model.safetensors", "m.safetensors")}
+    assert modes == {"hf": 0o755, "hf/model.safetensors": 0o644, "m.safetensors": 0o644}  # not 0700 / 0600
 
 
 def test_convert_errors(tmp_path, capsys, make_model):
@@ -61,6 +76,25 @@ def test_help_lists_commands(capsys):
         assert cmd in out
 
 
+def test_version_subcommand_usage_and_single_defaults(capsys):
+    from depth_anything_v2 import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"depth-anything {__version__}"
+    # An unknown option of a sub-command shows that sub-command's usage, not the top-level one.
+    with pytest.raises(SystemExit) as e:
+        main(["convert", "a.pth", "b.pth", "--nope"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage: depth-anything convert ")
+    assert "depth-anything convert: error: unrecognized arguments: --nope" in err
+    # Each default is said once.
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default 518)" in out and "(default: " not in out
+
+
 def test_picking_a_published_model_shows_its_licence_and_offline_error(tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants
 
@@ -73,7 +107,11 @@ def test_picking_a_published_model_shows_its_licence_and_offline_error(tmp_path,
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.png").write_bytes(b"")
-    assert main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--model", "vitb"]) == 2
+    # Exit code 3 (model not available), the same for every command; the message names the `hf` command.
+    assert main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--model", "vitb"]) == 3
     err = capsys.readouterr().err
     assert "model vitb: relative depth (disparity), Base; weights licence: CC-BY-NC-4.0" in err
-    assert "depth_anything_v2_vitb.pth" in err and "--weights PATH" in err
+    assert "`hf download depth-anything/Depth-Anything-V2-Base depth_anything_v2_vitb.pth`" in err
+    assert "--weights PATH" in err and "huggingface-cli" not in err
+    assert main(["convert", "vitb", str(tmp_path / "b.pth")]) == 3
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err

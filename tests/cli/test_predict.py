@@ -197,15 +197,17 @@ def test_oversize_and_extreme_aspect_are_reported(tmp_path, tiny_weights, capsys
     assert _run(tiny_weights, str(tmp_path / "in"), "--out", str(out), "--format", "npy", "--max-pixels", "0.1") == 1
     err = capsys.readouterr().err
     assert "big.png: image too large: 400x300 = 0.1 megapixels, limit 0.1 megapixels" in err
+    assert "--max-side N" in err  # the way out, named as the flag
     assert "pano.png: extreme aspect ratio 28.6:1 (400x14): the model would run at 1596x56; limit 16:1" in err
     assert _files(out) == ["ok.npy"]
-    # --max-side downscales (the outputs have the reduced size); a JPEG is decoded at reduced size directly, so
-    # it even passes a pixel limit that its full size does not.
+    # --max-side downscales (the outputs have the reduced size) and lifts the pixel limit for any format: a JPEG
+    # is decoded at reduced size directly, a PNG in full (bounded by memory) and then downscaled.
     _image(tmp_path / "in2" / "big.jpg", 300, 400)
     args = ("--out", str(out), "--format", "npy", "--max-side", "100")
     assert _run(tiny_weights, str(tmp_path / "in" / "big.png"), *args) == 0
     assert np.load(out / "big.npy").shape == (75, 100)
     assert _run(tiny_weights, str(tmp_path / "in2" / "big.jpg"), *args, "--max-pixels", "0.1") == 0
+    assert _run(tiny_weights, str(tmp_path / "in" / "big.png"), *args, "--max-pixels", "0.1") == 0
 
 
 @pytest.mark.parametrize(

@@ -101,4 +101,4 @@ def test_write_folder_round_trip_and_resume(tmp_path):
     write_synthetic_folder(tmp_path, 3, (30, 40), seed=9)
     assert (tmp_path / "images" / f"{keys[0]}.png").stat().st_mtime_ns == before
     assert len(ImageDepthFolder(tmp_path)) == 3
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.rglob(".*"))  # no temporary files left

@@ -140,3 +140,33 @@ def test_from_pretrained_file(tmp_path, make_model):
     torch.save(model.state_dict(), tmp_path / "depth_anything_v2_metric_vkitti_vits_like.pth")
     predictor = DepthPredictor.from_pretrained(tmp_path / "depth_anything_v2_metric_vkitti_vits_like.pth", device="cpu")
     assert predictor.is_metric and predictor.model.max_depth == 80.0 and predictor.device.type == "cpu"
+
+
+def test_the_result_says_which_space_it_is_in(tiny_model, tiny_metric_model):
+    image = np.random.default_rng(0).integers(0, 256, (42, 56, 3), dtype=np.uint8)
+    relative = DepthPredictor(tiny_model, input_size=56).predict(image)
+    assert relative.disparity is relative.prediction is relative.depth  # `depth`: the earlier name, kept
+    with pytest.raises(ValueError, match=r"relative disparity .* read result\.disparity"):
+        _ = relative.depth_m
+    metric = DepthPredictor(tiny_metric_model, input_size=56).predict(image)
+    assert metric.depth_m is metric.prediction and metric.unit == "m"
+    with pytest.raises(ValueError, match=r"metric prediction .* read result\.depth_m"):
+        _ = metric.disparity
+    metric.depth = metric.prediction * 2  # the old attribute stays writable
+    np.testing.assert_array_equal(metric.depth_m, metric.depth)
+
+
+def test_auto_precision_and_the_cpu_half_precision_warning(make_model, caplog, monkeypatch):
+    from depth_anything_v2 import devices
+
+    monkeypatch.setattr(devices, "_warned_cpu_precisions", set())
+    auto = DepthPredictor(make_model("tiny"), device="cpu", precision="auto")
+    assert (auto.precision, auto.dtype) == ("fp32", torch.float32)
+    assert devices.resolve_precision("auto", torch.device("cuda")) == "fp16"
+    assert not caplog.records
+    for _ in range(2):
+        DepthPredictor(make_model("tiny"), device="cpu", precision="fp16")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "precision fp16 on the CPU is usually several times slower" in warnings[0]
+    with pytest.raises(ValueError, match=r"expected precision 'auto' or one of \['bf16', 'fp16', 'fp32'\], got 'fp8'"):
+        DepthPredictor(make_model("tiny"), precision="fp8")

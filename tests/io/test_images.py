@@ -200,3 +200,49 @@ def test_bytes_already_read_are_decoded_without_touching_the_file(tmp_path):
         read_image(gone, data=b"")
     with pytest.raises(ImageReadError, match=r"gone.png: cannot decode: truncated"):
         read_image(gone, data=buf.getvalue()[:60])
+
+
+@pytest.fixture
+def small_bomb_guard(monkeypatch):
+    """Pillow's decompression-bomb guard at 2 x 5000 pixels: a 200 x 100 image exercises the paths of a 180 MP
+    one without the cost."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    return 5000
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("fmt", ["png", "jpg", "tif"])
+def test_max_side_rescues_images_above_both_limits(tmp_path, small_bomb_guard, fmt):
+    rgb = _gradient_rgb(100, 200)
+    Image.fromarray(rgb).save(tmp_path / f"big.{fmt}")
+    # Without max_side: refused by the bomb guard, and the message names the way out.
+    with pytest.raises(ImageReadError, match=r"decompression bomb guard.*--max-side"):
+        read_image(tmp_path / f"big.{fmt}", max_pixels=None)
+    with pytest.raises(ImageReadError, match=r"limit 0\.001 megapixels .*--max-side"):
+        Image.MAX_IMAGE_PIXELS = None
+        read_image(tmp_path / f"big.{fmt}", max_pixels=1000)
+    Image.MAX_IMAGE_PIXELS = small_bomb_guard
+    # With max_side: decoded (JPEG at reduced scale, the others in full) and downscaled; max_pixels applies
+    # to the result.
+    out = read_image(tmp_path / f"big.{fmt}", max_side=40, max_pixels=1000)
+    assert out.shape == (20, 40, 3)
+    assert abs(int(out[10, 20, 0]) - int(rgb[50, 100, 0])) < 8
+    assert Image.MAX_IMAGE_PIXELS == 5000  # the guard is back for everyone else
+    with pytest.raises(ImageReadError, match=r"20x10 = 0\.0 megapixels after the downscale to max_side 20"):
+        read_image(tmp_path / f"big.{fmt}", max_side=20, max_pixels=100)
+
+
+def test_max_side_decoding_is_bounded_by_memory(tmp_path, monkeypatch):
+    from depth_anything_v2.io import images
+
+    Image.new("RGB", (400, 300)).save(tmp_path / "big.png")
+    assert images.decode_budget_bytes() >= 2**30
+    monkeypatch.setattr(images, "decode_budget_bytes", lambda: 100_000)
+    # PNG has no reduced decoding: 3 copies of 400 x 300 x 3 bytes = 1.08 MB > the 0.1 MB budget.
+    with pytest.raises(ImageReadError, match=r"big\.png: image too large to decode: 400x300 PNG needs about"):
+        read_image(tmp_path / "big.png", max_side=50)
+    # The 20000 x 20000 header-only "bomb" is refused the same way, before any decoding.
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(20_000, 20_000))
+    monkeypatch.setattr(images, "decode_budget_bytes", lambda: 2**30)
+    with pytest.raises(ImageReadError, match=r"bomb\.png: image too large to decode: 20000x20000"):
+        read_image(tmp_path / "bomb.png", max_side=50)

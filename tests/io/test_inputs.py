@@ -70,6 +70,22 @@ def test_same_stem_different_extension_keeps_extension(tmp_path):
     assert _stems(expand_inputs([str(tmp_path)])) == ["x.jpg", "x.png", "y"]
 
 
+def test_readme_documents_the_extension_rule_as_it_behaves(tmp_path):
+    for name in ("x.jpg", "x.png", "y.jpg"):
+        _touch(tmp_path / name)
+    out = Path("OUT")
+    names = [
+        i.output_path(out, suffix).as_posix()
+        for i in expand_inputs([str(tmp_path)]).items
+        for suffix in (".npy", "_color.png")
+    ]
+    assert names == ["OUT/x.jpg.npy", "OUT/x.jpg_color.png", "OUT/x.png.npy", "OUT/x.png_color.png",
+                     "OUT/y.npy", "OUT/y_color.png"]  # fmt: skip
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8").split())
+    assert "`x.jpg` and `x.png` become `OUT/x.jpg.npy`, `OUT/x.jpg_color.png` and `OUT/x.png.npy`" in readme
+    assert "a lone `y.jpg` stays `OUT/y.npy`" in readme
+
+
 def test_duplicates_processed_once(tree):
     photos = tree / "photos"
     result = expand_inputs([str(photos / "b.jpg"), str(photos), str(photos / "sub" / ".." / "b.jpg")])
@@ -90,7 +106,10 @@ def test_txt_list_relative_comments_blank_and_missing(tree, monkeypatch):
     assert [Path(i.source).name for i in result.items] == ["b.jpg", "c.jpeg", "d.webp", "e.tif"]
     assert result.base == tree  # the list's folder is a root too
     assert _stems(result) == ["photos/b", "photos/sub/c", "photos/sub/deeper/d", "photos/z/e"]
-    assert [(Path(f.source).name, f.reason) for f in result.failures] == [("missing.jpg", "no such file or folder")]
+    # A bad entry names the list and the line (as compilers do), then the entry.
+    assert [(f.source, f.reason) for f in result.failures] == [
+        (f"{lists / 'todo.txt'}:6: missing.jpg", "no such file or folder")
+    ]
 
 
 def test_nested_lists_and_self_reference_terminate(tmp_path):
@@ -99,7 +118,9 @@ def test_nested_lists_and_self_reference_terminate(tmp_path):
     (tmp_path / "outer.txt").write_text("inner.txt\nouter.txt\n")
     result = expand_inputs([str(tmp_path / "outer.txt")])
     assert _stems(result) == ["a"]
-    assert any("nested more than" in f.reason for f in result.failures)
+    assert any(
+        "nested more than" in f.reason and f.source.startswith(f"{tmp_path / 'outer.txt'}:2: ") for f in result.failures
+    )
 
 
 def test_glob_patterns(tree, monkeypatch):

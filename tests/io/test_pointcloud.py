@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -113,9 +112,6 @@ def test_ply_round_trip_and_atomic_write(tmp_path):
     colors = rng.integers(0, 256, (1000, 3), dtype=np.uint8)
     path = pc.write_ply(tmp_path / "sub" / "cloud.ply", points, colors)
     assert [p.name for p in path.parent.iterdir()] == ["cloud.ply"]  # no temporary file left
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
     # Read back with plain numpy: header lines, then packed little-endian float32 x3 + uint8 x3 records.
     data = path.read_bytes()
     head, body = data.split(b"end_header\n", 1)

@@ -217,6 +217,30 @@ def test_published_name_from_cache_and_offline_error(tmp_path, make_model):
         assert needle in done.stderr, needle
 
 
+def test_unreachable_hub_fails_at_once_with_one_message(tmp_path, monkeypatch, caplog):
+    # Not offline, but the Hub cannot be reached (a closed local port): one attempt and one clear error, not
+    # hf_hub_download's five retries (~25 s) with every warning logged twice.
+    import socket
+
+    import huggingface_hub.constants
+
+    from depth_anything_v2.weights.loading import ModelUnavailableError, resolve_published
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(
+        ModelUnavailableError, match=r"'vits' needs depth_anything_v2_vits\.pth .* could not be reached"
+    ):
+        resolve_published("vits")
+    assert not [r for r in caplog.records if "Retry" in r.getMessage()]
+    with pytest.raises(ModelUnavailableError, match="does not download models"):
+        resolve_published("vits", download=False)
+
+
 def test_hf_directory_config_errors(tmp_path, tiny_sd):
     save_hf(tiny_sd, tmp_path / "hf", "tiny", 20.0)
     cfg = json.loads((tmp_path / "hf" / "config.json").read_text())

@@ -43,6 +43,28 @@ def example_images(folder: Path = EXAMPLES_DIR) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
 
 
+def _hand_over_uploads_undecoded(image: Any) -> Any:
+    """Make the ``gr.Image`` ``image`` pass its event handlers the uploaded file as it came (its path), undecoded.
+
+    ``gr.Image`` opens every upload with Pillow before the handler runs, even with ``type="filepath"``: a text
+    file named ``.jpg``, an empty file or a 400 MP PNG then fails inside Gradio, and the page shows a bare
+    "Error". The service decodes the file instead, with its limits and messages the page can show.
+
+    An instance attribute, not a subclass: Gradio writes a ``.pyi`` file beside any module that defines a
+    component class. Gradio replaces a component for a session when an event returns ``gr.update(...)`` for it
+    (that copy would decode again), so no event of this page does that for the image: examples set a plain value.
+    """
+    decode = image.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        if payload is None or payload.path is None:  # nothing, or a small base64 image: Gradio's own handling
+            return decode(payload)
+        return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
+
+
 def _is_cached(repo_id: str, filename: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -87,9 +109,11 @@ def build_ui(
     model_choices = [(_model_label(service, n), n) for n in service.model_names()]
     limits = service.limits
 
+    cleared = (None, None, "", "", None, "", "")
+
     def run(image_path: str | None, model: str, cmap: str) -> tuple:
         if not image_path:
-            return None, None, "", "", None, "", ""
+            return cleared
         try:
             check_upload_size(os.path.getsize(image_path), limits)  # before reading it into memory
             prediction = service.predict(Path(image_path).read_bytes(), model)
@@ -104,7 +128,10 @@ def build_ui(
             else:
                 files = sorted(folder.iterdir(), key=_download_order)
         except RequestError as e:
-            raise gr.Error(str(e)) from None
+            # Clear the previous image's results (they would read as this upload's), say why on the page and in
+            # a toast. The HTTP API answers the same errors with their status codes.
+            gr.Warning(str(e))
+            return (*cleared[:3], f"**No depth computed:** {e}", *cleared[4:])
         color = depth_color(prediction, cmap)
         return (
             (prediction.image_rgb, color),
@@ -177,16 +204,28 @@ def build_ui(
         with gr.Tabs():
             with gr.Tab("Image", id="image-tab"), gr.Row():
                 with gr.Column(scale=1):
-                    image = gr.Image(
-                        type="filepath",
-                        image_mode=None,  # the uploaded file untouched: the service decodes it with its limits
-                        sources=["upload", "clipboard"],
-                        label="Image",
-                        elem_id="input-image",
+                    image = _hand_over_uploads_undecoded(
+                        gr.Image(
+                            type="filepath",
+                            image_mode=None,
+                            sources=["upload", "clipboard"],
+                            label="Image",
+                            elem_id="input-image",
+                        )
                     )
                     button = gr.Button("Compute depth", variant="primary", elem_id="run")
-                    if examples:
-                        gr.Examples([[str(p)] for p in examples], inputs=[image], label="Examples")
+                    # A dataset rather than gr.Examples: picking an example must set a plain value (see above).
+                    example_set = (
+                        gr.Dataset(
+                            components=[image],
+                            # Copies in Gradio's cache (it serves nothing else): what a click puts in the input.
+                            samples=[[image.move_resource_to_block_cache(p)] for p in examples],
+                            label="Examples",
+                            type="values",
+                        )
+                        if examples
+                        else None
+                    )
                 with gr.Column(scale=2):
                     with gr.Tabs():
                         with gr.Tab("Compare", id="compare"):
@@ -221,14 +260,27 @@ def build_ui(
                     video_files = gr.File(
                         label="Downloads", file_count="multiple", interactive=False, elem_id="video-downloads"
                     )
+        # Not image.change: it fires twice for one upload over an existing image (two predictions). An upload, a
+        # picked example and a removed image are the events that change the input.
+        run_io = {
+            "inputs": [image, model, cmap],
+            "outputs": [slider, depth_view, colorbar, summary, files, key, readout_md],
+        }
         gr.on(
-            [button.click, image.change, model.change, cmap.change],
+            [button.click, image.upload, image.clear, model.change, cmap.change],
             run,
-            inputs=[image, model, cmap],
-            outputs=[slider, depth_view, colorbar, summary, files, key, readout_md],
+            **run_io,
             api_name="predict",
             concurrency_limit=1,
         )
+        if example_set is not None:  # the example into the input, then the prediction
+            example_set.click(
+                lambda sample: sample[0],
+                [example_set],
+                [image],
+                api_name=False,
+                queue=False,  # Gradio's copy
+            ).then(run, **run_io, api_name=False, concurrency_limit=1)
         # No model involved: not queued behind predictions.
         depth_view.select(readout, inputs=[key], outputs=[readout_md], api_name=False, concurrency_limit=None)
         video_button.click(

@@ -135,12 +135,17 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n / 1024:.3g} KiB" if n >= 1024 else f"{n} bytes"
 
 
+def _two_sizes(limit: int, size: int) -> tuple[str, str]:
+    """``limit`` and ``size`` in MiB/KiB, or in exact bytes where the rounded forms would read the same."""
+    a, b = _mib(limit), _mib(size)
+    return (a, b) if a != b else (f"{a} ({limit} bytes)", f"{size} bytes")
+
+
 def check_upload_size(size: int, limits: Limits) -> None:
     """Raise ``PayloadTooLargeError`` for more than ``limits.max_upload_bytes``, ``InvalidImageError`` for 0."""
     if size > limits.max_upload_bytes:
-        raise PayloadTooLargeError(
-            f"upload too large: expected at most {_mib(limits.max_upload_bytes)}, got {_mib(size)}"
-        )
+        expected, got = _two_sizes(limits.max_upload_bytes, size)
+        raise PayloadTooLargeError(f"upload too large: expected at most {expected}, got {got}")
     if size == 0:
         raise InvalidImageError("empty upload: expected an image file, got 0 bytes")
 
@@ -148,51 +153,42 @@ def check_upload_size(size: int, limits: Limits) -> None:
 def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
     """Decode uploaded bytes to an upright RGB uint8 ``(H, W, 3)`` array, enforcing ``limits``.
 
-    Decoding follows :func:`depth_anything_v2.io.images.read_image` (EXIF orientation applied, alpha dropped, 16-bit
-    scaled by the high byte, first frame of animations). The size and shape limits are checked on the header,
-    before the pixels are decoded.
+    Decoded by :func:`depth_anything_v2.io.images.read_image` (EXIF orientation applied, alpha dropped, 16-bit
+    scaled by the high byte, first frame of animations). The pixel limit is checked on the header, before the
+    pixels are decoded; the side ratio after (the image is pixel-limited by then).
 
     Raises:
         PayloadTooLargeError: too many bytes or pixels (Pillow's decompression-bomb guard included).
         InvalidParameterError: an image more elongated than ``limits.max_aspect``.
         InvalidImageError: empty, not an image, truncated or corrupt.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from ..io.images import pil_to_rgb  # the one place where image modes become RGB (shared with read_image)
+    from ..io.images import ImageReadError, ImageTooLargeError, NotAnImageError, read_image
 
     check_upload_size(len(data), limits)
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-            if width * height > limits.max_pixels:
-                raise PayloadTooLargeError(
-                    f"image too large: expected at most {limits.max_pixels / 1e6:g} megapixels, got {width}x{height} "
-                    f"= {width * height / 1e6:.1f} megapixels"
-                )
-            if max(width, height) > limits.max_aspect * min(width, height):
-                raise InvalidParameterError(
-                    f"image too elongated: expected a side ratio of at most {limits.max_aspect:g}, got "
-                    f"{width}x{height} ({max(width, height) / max(1, min(width, height)):.1f})"
-                )
-            im.load()  # decode now: truncation surfaces here
-            image_rgb = pil_to_rgb(ImageOps.exif_transpose(im), None)
-    except RequestError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise PayloadTooLargeError(f"image too large (decompression bomb guard): {e}") from None
-    except UnidentifiedImageError:
+    name = "upload"
+    try:  # the toolkit's one decoder; its typed errors become HTTP statuses, with messages for a web user
+        image_rgb = read_image(name, data=data, max_pixels=limits.max_pixels)
+    except ImageTooLargeError as e:
+        if e.limit is not None:
+            raise PayloadTooLargeError(
+                f"image too large: expected at most {e.limit / 1e6:g} megapixels, got {e.width}x{e.height} "
+                f"= {e.width * e.height / 1e6:.1f} megapixels"  # type: ignore[operator]
+            ) from None
+        reason = str(e).removeprefix(f"{name}: ").split("; ")[0]  # without the command line's --max-side hint
+        raise PayloadTooLargeError(reason) from None
+    except NotAnImageError:
         raise InvalidImageError(
             f"not an image: expected a JPEG, PNG, WebP, BMP, TIFF or GIF file, got {len(data)} bytes of an "
             f"unrecognised format"
         ) from None
-    except MemoryError:
-        raise PayloadTooLargeError("out of memory while decoding the image") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        reason = str(e) or type(e).__name__
-        raise InvalidImageError(f"cannot decode the image: truncated or corrupt file ({reason})") from None
-    if not image_rgb.flags.writeable:
-        image_rgb = image_rgb.copy()
+    except ImageReadError as e:
+        raise InvalidImageError(str(e).removeprefix(f"{name}: ")) from None
+    height, width = image_rgb.shape[:2]
+    if max(width, height) > limits.max_aspect * min(width, height):  # pixel-limited already: cheap after decoding
+        raise InvalidParameterError(
+            f"image too elongated: expected a side ratio of at most {limits.max_aspect:g}, got "
+            f"{width}x{height} ({max(width, height) / max(1, min(width, height)):.1f})"
+        )
     return np.ascontiguousarray(image_rgb)
 
 
@@ -234,7 +230,12 @@ class ModelChoice:
 
     @classmethod
     def weights(cls, path: str | Path, *, encoder: str | None = None, max_depth: float | None = None) -> ModelChoice:
+        """A weights file; ``max_depth`` defaults to what the file's name says (published metric names)."""
+        from ..weights.loading import max_depth_from_file_name
+
         path = Path(path)
+        if max_depth is None:
+            max_depth = max_depth_from_file_name(path)
         kind = f"metric, max {max_depth:g} m" if max_depth else "as stored"
         return cls(path.name, str(path), encoder, max_depth, f"weights file {path.name} ({kind})")
 
@@ -250,6 +251,11 @@ class ModelManager:
     """Loads models on first use and keeps at most ``max_loaded`` of them (least recently used evicted).
 
     Not thread-safe by itself: :class:`DepthService` calls it under its lock.
+
+    Requests get the models that are loaded, or that load from local files: a published model is loaded from
+    the Hugging Face cache, never downloaded on a request (a download would hold the lock for minutes), unless
+    ``download=True``. A failed load leaves the loaded models as they were: the least recently used one is
+    unloaded only after the new one has loaded. Failure messages name no server paths (the log has details).
 
     Args:
         choices: the models offered; the first is the default unless ``default`` names another.
@@ -269,6 +275,7 @@ class ModelManager:
         input_size: int = 518,
         device: str = "auto",
         precision: str = "fp32",
+        download: bool = False,
     ) -> None:
         if not choices:
             raise ValueError("expected at least one model choice, got none")
@@ -284,14 +291,17 @@ class ModelManager:
         self.input_size = input_size
         self.device = device
         self.precision = precision
-        self._loader = loader or self._load
+        self.download = download
+        self._loader = loader
         self._loaded: OrderedDict[str, Any] = OrderedDict(preloaded or {})
 
-    def _load(self, choice: ModelChoice) -> Any:
+    def _load(self, choice: ModelChoice, *, download: bool) -> Any:
         from ..inference.predictor import DepthPredictor
+        from ..weights.loading import resolve_published
 
+        source = resolve_published(choice.source, download=download) if choice.is_published else choice.source
         return DepthPredictor.from_pretrained(
-            choice.source,
+            source,
             encoder=choice.encoder,
             max_depth=choice.max_depth,
             device=self.device,
@@ -319,23 +329,44 @@ class ModelManager:
             return "metric"
         return "disparity" if choice.is_published else None
 
-    def get(self, name: str | None = None) -> tuple[ModelChoice, Any]:
-        """``(choice, predictor)``, loading the model if needed (``ModelUnavailableError`` when that fails)."""
+    def get(self, name: str | None = None, *, download: bool | None = None) -> tuple[ModelChoice, Any]:
+        """``(choice, predictor)``, loading the model if needed (``ModelUnavailableError`` when that fails;
+        its ``__cause__`` holds the full reason). ``download`` overrides the manager's setting (the command
+        line loads its default model with ``download=True`` at start)."""
+        from ..weights.loading import ModelUnavailableError as NotCached
+
         choice = self.resolve(name)
         if choice.name in self._loaded:
             self._loaded.move_to_end(choice.name)
             return choice, self._loaded[choice.name]
-        while len(self._loaded) >= self.max_loaded:
-            evicted, _ = self._loaded.popitem(last=False)
-            logger.info("model %s unloaded (max_loaded=%d)", evicted, self.max_loaded)
         t0 = time.perf_counter()
         try:
-            predictor = self._loader(choice)
+            if self._loader is not None:
+                predictor = self._loader(choice)
+            else:
+                predictor = self._load(choice, download=self.download if download is None else download)
+        except NotCached as e:
+            logger.warning("model %s is not available: %s", choice.name, e)
+            raise ModelUnavailableError(
+                f"model {choice.name!r} is not available on this server: it has not been downloaded"
+            ) from e
         except (OSError, ValueError, RuntimeError) as e:  # CheckpointError and FileNotFoundError included
-            raise ModelUnavailableError(f"model {choice.name!r} could not be loaded: {e}") from e
+            logger.warning("model %s could not be loaded: %s", choice.name, e)
+            raise ModelUnavailableError(
+                f"model {choice.name!r} could not be loaded on this server (the server log says why)"
+            ) from e
         logger.info("model %s loaded in %.1f s", choice.name, time.perf_counter() - t0)
+        while len(self._loaded) >= self.max_loaded:  # only now: a failed load never unloads a working model
+            evicted, _ = self._loaded.popitem(last=False)
+            logger.info("model %s unloaded (max_loaded=%d)", evicted, self.max_loaded)
         self._loaded[choice.name] = predictor
         return choice, predictor
+
+    def max_depth_of(self, name: str) -> float | None:
+        """The metric range of ``name``: the loaded model's, else what the choice says."""
+        if name in self._loaded:
+            return getattr(getattr(self._loaded[name], "model", None), "max_depth", None)
+        return self.resolve(name).max_depth
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -455,7 +486,7 @@ class DepthService:
                     "name": c.name,
                     "kind": self.models.kind_of(c.name),
                     "unit": "m" if self.models.kind_of(c.name) == "metric" else None,
-                    "max_depth": c.max_depth,
+                    "max_depth": self.models.max_depth_of(c.name),
                     "description": c.description,
                     "license": c.license,
                     "loaded": self.models.is_loaded(c.name),

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from . import EXIT_FAILURES, EXIT_OK, UsageError
+from . import EXIT_FAILURES, EXIT_MODEL_UNAVAILABLE, EXIT_OK, UsageError
 from .common import add_model_arguments, licence_notice
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"the app needs {', '.join(missing)}: pip install 'depth-anything-v2[app]'")
     from ..app.api import is_loopback, running_app
     from ..app.service import DepthService, Limits, ModelChoice, ModelManager, RequestError, published_choices
+    from ..weights.loading import ModelUnavailableError as ModelNotAvailable
 
     if args.weights is not None:
         default = ModelChoice.weights(args.weights, encoder=args.encoder, max_depth=args.max_depth)
@@ -129,9 +130,15 @@ def run(args: argparse.Namespace) -> int:
     service = DepthService(models, limits, max_pending=args.max_queue)
     print(licence_notice(default.name) or f"loading model {default.name} ...", file=sys.stderr, flush=True)
     try:
-        models.get(default.name)  # load once, now: a bad checkpoint fails here, not on the first request
+        # Load once, now (downloading a published model if needed): a bad checkpoint fails here, not on the first
+        # request, and the operator sees the full reason.
+        models.get(default.name, download=True)
     except RequestError as e:
-        print(f"depth-anything app: error: {e}", file=sys.stderr)
+        cause = e.__cause__ or e
+        if isinstance(cause, ModelNotAvailable):  # its message names the model and the ways out
+            print(f"depth-anything app: error: {cause}", file=sys.stderr)
+            return EXIT_MODEL_UNAVAILABLE
+        print(f"depth-anything app: error: model {default.name!r} could not be loaded: {cause}", file=sys.stderr)
         return EXIT_FAILURES
     if not is_loopback(args.host):
         print(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..configs import PUBLISHED_MODELS, VARIANTS
-from . import UsageError
+from . import ModelUnavailable, UsageError
 
 MODEL_NAMES_HELP = ", ".join(PUBLISHED_MODELS)
 
@@ -32,7 +32,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
     group.add_argument("--max-depth", type=float, help="metric model range in metres (20 indoor, 80 outdoor)")
     group.add_argument("--input-size", type=int, default=518, help="shorter side the network sees (default 518)")
     group.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    group.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="default fp32")
+    group.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "fp16", "bf16", "auto"],
+        help="auto: fp16 on a GPU, fp32 on the CPU (half precision is slow there); default fp32",
+    )
     parser.set_defaults(_default_model=default_model)
     return group
 
@@ -58,6 +63,7 @@ def licence_notice(source: str | Path) -> str | None:
 def load_predictor(args: argparse.Namespace, *, device: str | None = None):
     """A ``DepthPredictor`` from the model arguments; mistakes and unreadable files become ``UsageError``."""
     from ..inference.predictor import DepthPredictor
+    from ..weights.loading import ModelUnavailableError
 
     source = model_source(args)
     notice = licence_notice(source)
@@ -72,5 +78,7 @@ def load_predictor(args: argparse.Namespace, *, device: str | None = None):
             precision=args.precision,
             input_size=args.input_size,
         )
+    except ModelUnavailableError as e:
+        raise ModelUnavailable(str(e)) from None
     except (OSError, ValueError, RuntimeError) as e:  # CheckpointError is a ValueError
         raise UsageError(f"cannot load model {str(source)!r}: {e}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import UsageError
+from . import ModelUnavailable, UsageError
 
 _REFERENCE_SUFFIXES = (".pth", ".pt", ".safetensors")
 
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..weights.checkpoints import save_hf, save_reference
-    from ..weights.loading import load_model
+    from ..weights.loading import ModelUnavailableError, load_model
 
     dest = Path(args.dest)
     to = args.to or ("reference" if dest.suffix in _REFERENCE_SUFFIXES else "hf")
@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{dest} exists; choose a new path")
     try:
         model = load_model(args.source, encoder=args.encoder, max_depth=args.max_depth)
+    except ModelUnavailableError as e:
+        raise ModelUnavailable(str(e)) from None
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     if to == "hf":

@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 8 -m depth_anything_v2.cli eval --benchmark da2k --data-root /data --model vits
 
 Exit codes: 0 all samples evaluated, 1 some samples failed (reported, skipped; the results are still written),
-2 usage error (unknown benchmark, missing data, bad weights).
+2 usage error (unknown benchmark, missing data, bad weights), 3 the model is neither cached nor downloadable.
 """
 
 from __future__ import annotations
@@ -45,12 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "setting that affects the numbers to --out and prints tables laid out like the paper's. Under "
             "torchrun each process evaluates a strided shard; the numbers equal a one-process run."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--benchmark", nargs="+", required=True, metavar="NAME", help=f"one or more of {names}")
     p.add_argument("--data-root", required=True, type=Path, help="folder holding <benchmark>/ folders")
     add_model_arguments(p, required=True, default_model=None)
-    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same working size)")
+    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same working size; default 1)")
     p.add_argument("--alignment", choices=ALIGNMENTS, default=None, help="override the benchmark's alignment")
     p.add_argument("--min-eval-depth", type=float, default=None, help="override the benchmark's minimum depth")
     p.add_argument("--max-eval-depth", type=float, default=None, help="override the benchmark's depth cap")
@@ -61,7 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="results JSON (written after each benchmark)")
     p.add_argument("--per-image", action="store_true", help="include per-image metrics in the JSON")
     p.add_argument(
-        "--aggregate", choices=["per_image", "pooled"], default="per_image", help="what the printed tables show"
+        "--aggregate",
+        choices=["per_image", "pooled"],
+        default="per_image",
+        help="what the printed tables show (default per_image)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -147,7 +149,7 @@ def _evaluate_all(args: argparse.Namespace, names: list[str], info: DistInfo) ->
         "max_depth": predictor.model.max_depth,
         "prediction": "metric depth (m)" if predictor.is_metric else "relative disparity",
         "input_size": args.input_size,
-        "precision": args.precision,
+        "precision": predictor.precision,
         "device": str(predictor.device),
     }
     if rank == 0:

@@ -43,7 +43,8 @@ output naming:
   OUT/stream_<host>_<path>_depth.mp4. Writes are atomic (a killed run leaves no partial file under a final
   name); --skip-existing skips inputs whose requested outputs all exist, so it resumes a killed run.
 
-exit status: 0 all inputs done, 1 some inputs failed (reported, the rest completed), 2 usage error.
+exit status: 0 all inputs done, 1 some inputs failed (reported, the rest completed), 2 usage error,
+3 the model is neither cached nor downloadable.
 """
 
 

@@ -4,7 +4,8 @@
     torchrun --nproc_per_node 8 -m depth_anything_v2.cli.pseudo_label --teacher T --input "raw/{000000..000999}.tar" --out pseudo/
     torchrun ... --input-format lists --input "lists/part-{000..099}.txt" --out pseudo/
 
-Exit codes: 0 all inputs labelled, 1 some inputs could not be read (listed; the rest is written), 2 usage error.
+Exit codes: 0 all inputs labelled, 1 some inputs could not be read (listed; the rest is written), 2 usage error,
+3 the teacher is a published model that is neither cached nor downloadable.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import EXIT_FAILURES, EXIT_OK, UsageError
+from . import EXIT_FAILURES, EXIT_OK, ModelUnavailable, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--input-size", type=int, default=518, help="shorter side the teacher sees")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun), mps")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "auto"])
     p.add_argument("--encoding", default="png16", choices=["png16", "f16"], help="disparity storage")
     p.add_argument("--max-shards", type=int, help="stop after writing this many shards (rerun to continue)")
     p.add_argument("--workers", type=int, default=4, help="image reading threads")
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.predictor import DepthPredictor
     from ..training.pseudo_label import PseudoLabelError, pseudo_label
     from ..weights.checkpoints import CheckpointError
+    from ..weights.loading import ModelUnavailableError
 
     if args.shard_size < 1 or args.batch_size < 1:
         raise UsageError(f"expected --shard-size and --batch-size >= 1, got {args.shard_size} and {args.batch_size}")
@@ -91,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         predictor = DepthPredictor.from_pretrained(
             args.teacher, encoder=args.encoder, device=device, precision=args.precision, input_size=args.input_size
         )
+    except ModelUnavailableError as e:
+        raise ModelUnavailable(str(e)) from None
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     try:

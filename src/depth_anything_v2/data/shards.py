@@ -57,6 +57,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..io.atomic import AtomicFile
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -261,9 +263,9 @@ class TarShard:
         self.path = Path(path)
         if self.path.suffix != ".tar":
             raise ValueError(f"expected a shard path ending in .tar, got {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_path = self.path.with_name(self.path.name + _PARTIAL)
-        self._file = open(self.tmp_path, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._atomic = AtomicFile(self.path, fsync=True, temp=self.tmp_path)
+        self._file = self._atomic.file
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         self.count = 0
         self.size = 0
@@ -291,19 +293,14 @@ class TarShard:
     def close(self) -> Path:
         """Finish the shard and move it into place; returns its path."""
         self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.tmp_path, self.path)
-        return self.path
+        return self._atomic.commit()
 
     def abort(self) -> None:
         """Discard the unfinished shard."""
         try:
             self._tar.close()
         finally:
-            self._file.close()
-            self.tmp_path.unlink(missing_ok=True)
+            self._atomic.discard()
 
     def __enter__(self) -> TarShard:
         return self

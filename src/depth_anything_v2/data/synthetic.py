@@ -31,7 +31,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,8 @@ from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
+
+from ..io.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -763,13 +764,6 @@ def _holes(rng: np.random.Generator, shape: tuple[int, int], max_fraction: float
     return hole
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def write_synthetic_folder(
     root: str | Path,
     n: int,
@@ -813,7 +807,7 @@ def write_synthetic_folder(
 
         npy = io.BytesIO()
         np.save(npy, scene.depth_m)
-        _atomic_write_bytes(depth_path, npy.getvalue())
-        _atomic_write_bytes(image_path, buf.tobytes())
+        atomic_write_bytes(depth_path, npy.getvalue())
+        atomic_write_bytes(image_path, buf.tobytes())
     log.info("wrote %d synthetic scenes to %s", n, root)
     return keys

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..io.atomic import atomic_write
 from .datasets import BENCHMARKS, PAPER_BENCHMARKS
 
 __all__ = ["PAPER_DA2K", "PAPER_TABLE2", "da2k_table", "metrics_table", "sanitize", "table2", "write_json"]
@@ -144,14 +143,7 @@ def sanitize(obj: Any) -> Any:
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as JSON atomically (temporary file in the same folder, then ``os.replace``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(sanitize(data), fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as fh:
+        json.dump(sanitize(data), fh, indent=2, allow_nan=False)
+        fh.write("\n")
     return path

@@ -92,7 +92,7 @@ def as_model_runner(
 
         def predict_iter(items: Iterator[tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, np.ndarray]]:
             for key, result in predictor.predict_iter(items, batch_size=batch_size):
-                yield key, result.depth
+                yield key, result.prediction
 
         info = {
             "input_size": predictor.input_size,

@@ -423,7 +423,7 @@ def _write(d: _Decoded, result: Any, out: Path, options: PipelineOptions, report
 
     item = d.item
     try:
-        depth, kind = result.depth, result.kind
+        depth, kind = result.prediction, result.kind
         paths = item.output_paths(out, options.formats)
         if options.align_to is not None:
             depth, kind = _align(item, depth, kind, out, options.align_to)

@@ -1,9 +1,10 @@
 """``DepthPredictor``: images in (paths, PIL images, RGB or BGR arrays), ``DepthResult`` out.
 
-    predictor = DepthPredictor.from_pretrained("vits", device="auto", precision="fp16")
+    predictor = DepthPredictor.from_pretrained("vits", device="auto", precision="auto")  # fp16 on GPUs
     result = predictor.predict("photo.jpg")
-    result.depth        # float32 (H, W) at the photo's resolution
+    result.prediction   # float32 (H, W) at the photo's resolution, in the space result.kind names:
     result.kind         # "disparity" (relative model: larger = closer) or "metric" (metres)
+    result.depth_m      # the same array for a metric model (result.disparity for a relative one)
 
 It owns pre-processing (the reference's, exactly), the device and the precision; the model stays a pure
 ``nn.Module``. Images that share a working size are batched together.
@@ -20,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 
-from ..devices import precision_dtype, resolve_device
+from ..devices import precision_dtype, resolve_device, resolve_precision
 from ..dpt import DepthAnythingV2
 from ..io.images import read_image
 from ..weights.loading import load_model
@@ -37,15 +38,16 @@ class DepthResult:
     """One prediction.
 
     Attributes:
-        depth: float32 ``(H, W)`` at the input image's resolution. For ``kind == "disparity"`` (relative
-            models) it is affine-invariant inverse depth: larger is closer, unknown scale and shift, >= 0.
-            For ``kind == "metric"`` it is depth in metres, in ``(0, max_depth)``.
+        prediction: float32 ``(H, W)`` at the input image's resolution, in the space ``kind`` names. For
+            ``kind == "disparity"`` (relative models) it is affine-invariant inverse depth: larger is closer, unknown
+            scale and shift, >= 0. For ``kind == "metric"`` it is depth in metres, in ``(0, max_depth)``. Read it as
+            :attr:`disparity` or :attr:`depth_m` to have the space checked.
         kind: ``"disparity"`` or ``"metric"``.
         max_depth: the metric model's range in metres; ``None`` for relative models.
         source: the image's path when it came from a file, else ``None``.
     """
 
-    depth: np.ndarray
+    prediction: np.ndarray
     kind: Literal["disparity", "metric"]
     max_depth: float | None = None
     source: str | None = None
@@ -59,6 +61,32 @@ class DepthResult:
     def unit(self) -> str | None:
         """``"m"`` for metric depth, ``None`` for relative disparity (it has no unit)."""
         return "m" if self.is_metric else None
+
+    @property
+    def disparity(self) -> np.ndarray:
+        """The relative model's disparity; a ``ValueError`` for a metric prediction (use :attr:`depth_m`)."""
+        if self.is_metric:
+            raise ValueError("this is a metric prediction (metres): read result.depth_m, not result.disparity")
+        return self.prediction
+
+    @property
+    def depth_m(self) -> np.ndarray:
+        """The metric model's depth in metres; a ``ValueError`` for relative disparity (no metres to give)."""
+        if not self.is_metric:
+            raise ValueError(
+                "this is relative disparity (no unit): read result.disparity, or align it to metres "
+                "(depth_anything_v2.align.metric.align_to_metric)"
+            )
+        return self.prediction
+
+    @property
+    def depth(self) -> np.ndarray:
+        """The earlier name of :attr:`prediction`, kept for existing code (disparity for relative models)."""
+        return self.prediction
+
+    @depth.setter
+    def depth(self, value: np.ndarray) -> None:
+        self.prediction = value
 
 
 def to_rgb(image: Any, channel_order: ChannelOrder = "rgb") -> tuple[np.ndarray, str | None]:
@@ -110,8 +138,10 @@ class DepthPredictor:
         input_size: the shorter side the network sees (multiple of 14; 518 as trained).
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"mps"``; ``None`` keeps the
             model's device.
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``. Low precision keeps the encoder's residual stream and
-            LayerNorms in fp32 (see ``modeling.dinov2``), so it cannot overflow where fp32 does not.
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (fp16 on CUDA and MPS, fp32 on the CPU,
+            where half precision is slow: asking for it there logs a warning). Low precision keeps the
+            encoder's residual stream and LayerNorms in fp32 (see ``modeling.dinov2``), so it cannot overflow
+            where fp32 does not. ``self.precision`` is the one chosen.
     """
 
     def __init__(
@@ -122,10 +152,10 @@ class DepthPredictor:
         device: str | torch.device | None = None,
         precision: str = "fp32",
     ) -> None:
-        dtype = precision_dtype(precision)
         working_size(input_size, input_size, input_size)  # validates input_size
         dev = resolve_device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(device=dev, dtype=dtype).eval()
+        precision = resolve_precision(precision, dev)
+        self.model = model.to(device=dev, dtype=precision_dtype(precision)).eval()
         self.input_size = input_size
         self.precision = precision
 

@@ -80,7 +80,6 @@ import math
 import os
 import queue
 import re
-import secrets
 import shutil
 import tempfile
 import threading
@@ -95,6 +94,7 @@ import numpy as np
 
 from ..align.metric import AlignmentError, robust_scale_shift
 from ..io import outputs
+from ..io.atomic import temp_path
 from .prefetch import Background
 
 __all__ = [
@@ -450,16 +450,11 @@ class _AtomicOutputs:
         self.pending: dict[Path, Path] = {}
 
     def temp_for(self, final: Path) -> Path:
-        # Keep the suffix: OpenCV picks the container from it. Created with mode 0o666 & ~umask (mkstemp would
-        # make it 0o600, and os.replace keeps that: outputs unreadable to the group).
-        while True:
-            tmp = self.out_dir / f".{final.stem}.{secrets.token_hex(4)}.tmp{final.suffix}"
-            try:
-                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            except FileExistsError:
-                continue
-            self.pending[final] = tmp
-            return tmp
+        # One temporary per output (io.atomic.temp_path keeps the suffix: OpenCV picks the container from it);
+        # all of a clip's files are committed together.
+        tmp = temp_path(self.out_dir / final.name)
+        self.pending[final] = tmp
+        return tmp
 
     def commit(self) -> None:
         for final, tmp in self.pending.items():
@@ -655,7 +650,7 @@ def _predict_stream(
 def _depth_of(result: Any) -> tuple[np.ndarray, str, float | None]:
     if isinstance(result, np.ndarray):
         return result, "", None
-    return np.asarray(result.depth, np.float32), result.kind, getattr(result, "max_depth", None)
+    return np.asarray(result.prediction, np.float32), result.kind, getattr(result, "max_depth", None)
 
 
 class _ClipWriter:
@@ -1051,7 +1046,7 @@ def _colored_depth(
     lo = hi = None
     for frame in frames:
         result = predictor.predict(frame, channel_order="rgb")
-        values = np.asarray(result.depth, np.float32)
+        values = np.asarray(result.prediction, np.float32)
         if stabilize:
             stab = stab or TemporalStabilizer(result.kind)
             values = stab(values)[0]

@@ -5,6 +5,13 @@ their file formats (``outputs``), point clouds (``pointcloud``).
     rgb = read_image("photo.jpg")          # uint8 (H, W, 3) RGB, EXIF-upright
 """
 
-from .images import ImageReadError, pil_to_rgb, read_image, read_image_size
+from .images import ImageReadError, ImageTooLargeError, NotAnImageError, pil_to_rgb, read_image, read_image_size
 
-__all__ = ["ImageReadError", "pil_to_rgb", "read_image", "read_image_size"]
+__all__ = [
+    "ImageReadError",
+    "ImageTooLargeError",
+    "NotAnImageError",
+    "pil_to_rgb",
+    "read_image",
+    "read_image_size",
+]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
+
 #: Hypersim's camera: 886.81 px focal length at its 1024 x 768 images (the reference metric trainer's value).
 HYPERSIM_FOCAL_PX = 886.81
 HYPERSIM_WIDTH = 1024
@@ -56,13 +58,11 @@ def read_pfm(path: str | Path) -> np.ndarray:
 
 def write_pfm(path: str | Path, array: np.ndarray) -> None:
     """Write float32 ``(H, W)`` (``Pf``) or ``(H, W, 3)`` (``PF``) as little-endian PFM, atomically."""
-    from .outputs import atomic_open
-
     x = np.asarray(array, dtype="<f4")
     if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[2] != 3):
         raise ValueError(f"expected a map (H, W) or (H, W, 3), got shape {x.shape}")
     header = "PF" if x.ndim == 3 else "Pf"
-    with atomic_open(path) as f:
+    with atomic_write(path) as f:
         f.write(f"{header}\n{x.shape[1]} {x.shape[0]}\n-1.0\n".encode("ascii"))  # negative scale = little-endian
         f.write(np.ascontiguousarray(x[::-1]).tobytes())
 

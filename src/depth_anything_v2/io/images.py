@@ -14,19 +14,24 @@ and the reason for anything it cannot decode. What it does with each kind of ima
 - Multi-frame files (GIF, TIFF) give their first frame.
 - Truncated files raise (Pillow's ``LOAD_TRUNCATED_IMAGES`` must stay ``False``, its default; if another library
   switched it on, truncated files could decode partially, and ``read_image`` logs a warning once).
-- Size limits: the pixel count is read from the header *before* decoding. Images above ``max_pixels``
-  (default ``DEFAULT_MAX_PIXELS`` = 100 megapixels, about 300 MB decoded) raise; Pillow itself refuses
-  anything above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (179 MP) as a decompression bomb, which is reported the
-  same way. With ``max_side=N`` images whose longer side exceeds ``N`` are downscaled to exactly ``N`` on that
-  side (area interpolation; JPEGs are decoded at reduced size directly, so even a huge JPEG uses little
-  memory) and the pixel limit applies to the decoded size.
+- Size limits: the pixel count is read from the header *before* decoding. Without ``max_side``, images above
+  ``max_pixels`` (default ``DEFAULT_MAX_PIXELS`` = 100 megapixels, about 300 MB decoded) raise, and so does
+  anything above Pillow's decompression-bomb guard (``2 * PIL.Image.MAX_IMAGE_PIXELS``, 179 MP).
+- ``max_side=N`` asks for a downscaled image (longer side exactly ``N``, area interpolation) and lifts both
+  limits for the file: ``max_pixels`` then applies to the downscaled result. JPEGs are decoded at 1/2, 1/4 or
+  1/8 scale directly (little memory, even for a huge JPEG); other formats are decoded at full size, which is
+  allowed while its estimated memory (``decode_memory_bytes``) fits in half the memory available now
+  (``decode_budget_bytes``), and refused with the estimate otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +49,29 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 _warned_truncated = False
+_pillow_guard_lock = threading.Lock()
+
+#: How a refusal tells the user to get the image in anyway (library and command line use the same words).
+DOWNSCALE_HINT = "downscale while decoding with max_side (--max-side N on the command line)"
 
 
 class ImageReadError(ValueError):
     """An input file is not a decodable image; the message names the file and the reason."""
+
+
+class NotAnImageError(ImageReadError):
+    """The file's format is not one Pillow recognises (a text file named ``.jpg``, ...)."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """Refused for its size before decoding: the pixel limit (``width``, ``height`` and ``limit`` set), Pillow's
+    decompression-bomb guard, or the memory decoding would take."""
+
+    def __init__(
+        self, message: str, *, width: int | None = None, height: int | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.width, self.height, self.limit = width, height, limit
 
 
 def _register_optional_plugins() -> None:
@@ -140,25 +164,30 @@ def read_image(
     if path.suffix.lower() in (".heic", ".heif", ".avif"):
         _register_optional_plugins()
     try:
-        with Image.open(path if data is None else io.BytesIO(data)) as im:
+        with _bomb_guard_lifted(max_side is not None):
+            im = Image.open(path if data is None else io.BytesIO(data))
+        with im:
             width, height = im.size
-            if max_side is not None and max(width, height) > max_side and im.format == "JPEG":
-                # Decode at 1/2, 1/4 or 1/8 scale directly (libjpeg DCT scaling): a fraction of the memory.
-                im.draft("RGB", _scaled_size(width, height, max_side))
-                width, height = im.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageReadError(
-                    f"{path}: image too large: {width}x{height} = {width * height / 1e6:.1f} megapixels, "
-                    f"limit {max_pixels / 1e6:g} megapixels (raise the limit or downscale with max_side)"
-                )
-            im.load()  # decode now: truncation surfaces here as OSError
+            if max_side is None:
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageTooLargeError(
+                        f"{path}: image too large: {width}x{height} = {width * height / 1e6:.1f} megapixels, "
+                        f"limit {max_pixels / 1e6:g} megapixels (raise the limit, or {DOWNSCALE_HINT})",
+                        width=width,
+                        height=height,
+                        limit=max_pixels,
+                    )
+            else:
+                _prepare_reduced_decode(im, path, max_side, max_pixels)
+            with _bomb_guard_lifted(max_side is not None and _above_bomb_guard(im.size)):
+                im.load()  # decode now: truncation surfaces here as OSError
             image_rgb = pil_to_rgb(ImageOps.exif_transpose(im), background)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{path}: image too large (decompression bomb guard): {e}") from None
+        raise ImageTooLargeError(f"{path}: image too large (decompression bomb guard): {e}; {DOWNSCALE_HINT}") from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image (unrecognised format, {size} bytes)") from None
+        raise NotAnImageError(f"{path}: not an image (unrecognised format, {size} bytes)") from None
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied") from None
     except MemoryError:
@@ -178,6 +207,81 @@ def read_image(
     return image_rgb
 
 
+@contextlib.contextmanager
+def _bomb_guard_lifted(lifted: bool) -> Iterator[None]:
+    """Pillow's decompression-bomb guard switched off inside the block (when ``lifted``), for a caller that
+    checks the size itself. Pillow reads the guard from a module global (when it parses a header, and for TIFF
+    and GIF again when it decodes), so this takes a lock and lasts only as long as the block: the header
+    parse, and the decoding only of images above the guard."""
+    if not lifted:
+        yield
+        return
+    from PIL import Image
+
+    with _pillow_guard_lock:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _above_bomb_guard(size: tuple[int, int]) -> bool:
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS is not None and size[0] * size[1] > 2 * Image.MAX_IMAGE_PIXELS
+
+
+def _prepare_reduced_decode(im, path: Path, max_side: int, max_pixels: int | None) -> None:
+    """Before ``im.load()`` with ``max_side``: decode JPEGs at reduced scale; refuse what cannot fit in memory
+    at the size it will decode at, or what stays above ``max_pixels`` after the downscale."""
+    width, height = im.size
+    if max(width, height) > max_side and im.format == "JPEG":
+        # Decode at 1/2, 1/4 or 1/8 scale directly (libjpeg DCT scaling): a fraction of the memory.
+        im.draft("RGB", _scaled_size(width, height, max_side))
+        width, height = im.size
+    out_w, out_h = _scaled_size(width, height, max_side) if max(width, height) > max_side else (width, height)
+    if max_pixels is not None and out_w * out_h > max_pixels:
+        raise ImageTooLargeError(
+            f"{path}: image too large: {out_w}x{out_h} = {out_w * out_h / 1e6:.1f} megapixels after the "
+            f"downscale to max_side {max_side}, limit {max_pixels / 1e6:g} megapixels (lower --max-side)",
+            width=out_w,
+            height=out_h,
+            limit=max_pixels,
+        )
+    needed, budget = decode_memory_bytes(im), decode_budget_bytes()
+    if needed > budget:
+        raise ImageTooLargeError(
+            f"{path}: image too large to decode: {width}x{height} {im.format or ''} needs about "
+            f"{needed / 2**30:.1f} GiB, only {budget / 2**30:.1f} GiB can be spared (half the available memory); "
+            "only JPEGs decode at reduced size"
+        )
+
+
+def decode_memory_bytes(im) -> int:
+    """Estimated peak memory of decoding the opened (not yet loaded) PIL image ``im`` to RGB: the decoded
+    image, its RGB/upright copy and the array, each ``W x H x max(3, bands)`` samples."""
+    width, height = im.size
+    bands = max(3, len(im.getbands()))
+    sample_bytes = 4 if im.mode in ("I", "F") else 2 if im.mode.startswith("I;16") else 1
+    return 3 * width * height * bands * sample_bytes
+
+
+def decode_budget_bytes() -> int:
+    """Half the memory available now (Linux ``MemAvailable``; elsewhere the physical memory), at least 1 GiB."""
+    available = None
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    if available is None:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(2**30, (available or 2**32) // 2)
+
+
 def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """``(w, h)`` with the longer side equal to ``max_side``, aspect kept (each side at least 1)."""
     scale = max_side / max(width, height)
@@ -193,7 +297,7 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
             width, height = im.size
             orientation = im.getexif().get(0x0112, 1)
     except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{path}: image too large (decompression bomb guard): {e}") from None
+        raise ImageTooLargeError(f"{path}: image too large (decompression bomb guard): {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from None
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)

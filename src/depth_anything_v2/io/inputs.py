@@ -154,11 +154,15 @@ class _Collector:
             self.seen.add(path)
             self.files.append((kind, path))
 
-    def add_spec(self, spec: str, *, relative_to: Path | None, depth: int, strict: bool) -> None:
+    def add_spec(
+        self, spec: str, *, relative_to: Path | None, depth: int, strict: bool, where: str | None = None
+    ) -> None:
         """Add one INPUT. ``strict``: a missing path/empty glob raises ``InputError`` (command line) rather than
-        being recorded as a failure (entries of a list)."""
+        being recorded as a failure (entries of a list). ``where``: ``"list.txt:LINE"`` for an entry of a list,
+        so a failure names the list and the line."""
+        spec_name = spec if where is None else f"{where}: {spec}"
         if depth > _MAX_LIST_DEPTH:
-            self._fail(spec, f"lists nested more than {_MAX_LIST_DEPTH} deep", strict)
+            self._fail(spec_name, f"lists nested more than {_MAX_LIST_DEPTH} deep", strict)
             return
         if not spec:
             return
@@ -180,15 +184,15 @@ class _Collector:
             matches = sorted(glob.glob(str(path), recursive=True))
             files = [Path(m) for m in matches if Path(m).is_file() and not _is_hidden(Path(m).name)]
             if not files:
-                self._fail(spec, "no files match this pattern", strict)
+                self._fail(spec_name, "no files match this pattern", strict)
                 return
             self.roots.append(Path(os.path.abspath(_glob_root(str(path)))))
             for f in files:
                 self.add_file("video" if _is_video(f) else "image", f)
         elif path.exists() or path.is_symlink():
-            self._fail(spec, "not a regular file or folder (broken link?)", strict)
+            self._fail(spec_name, "not a regular file or folder (broken link?)", strict)
         else:
-            self._fail(spec, "no such file or folder", strict)
+            self._fail(spec_name, "no such file or folder", strict)
 
     def _fail(self, spec: str, reason: str, strict: bool) -> None:
         if strict:
@@ -221,10 +225,10 @@ class _Collector:
             return
         folder = path.parent
         self.roots.append(Path(os.path.abspath(folder)))
-        for line in text.splitlines():
+        for number, line in enumerate(text.splitlines(), start=1):
             entry = line.strip()
             if entry and not entry.startswith("#"):
-                self.add_spec(entry, relative_to=folder, depth=depth + 1, strict=False)
+                self.add_spec(entry, relative_to=folder, depth=depth + 1, strict=False, where=f"{path}:{number}")
 
 
 def _common_base(paths: Sequence[Path]) -> Path:

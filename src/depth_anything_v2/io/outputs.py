@@ -1,8 +1,8 @@
 """Writers for depth maps: lossless data files and visualisations, every one written atomically.
 
 All writers take a float map of shape ``(H, W)`` and write one file. Each file is first written to a temporary
-file in the destination folder and then moved into place with ``os.replace``, so a killed run never leaves a
-half-written output under the final name (``--skip-existing`` relies on this).
+file in the destination folder and then moved into place with ``os.replace`` (``io.atomic``), so a killed run
+never leaves a half-written output under the final name (``--skip-existing`` relies on this).
 
 Formats (``FORMATS`` maps the name to the file-name suffix that ``inputs`` appends to an item's stem):
 
@@ -36,19 +36,17 @@ matplotlib colormap name works when matplotlib is installed (imported lazily).
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
-import secrets
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 import numpy as np
 
+from .atomic import atomic_write as atomic_open  # the writers' earlier name for the one atomic helper
 from .depth_files import read_pfm, write_pfm  # noqa: F401  (read_pfm: part of this module's API)
 
 DepthKind = Literal["disparity", "metric"]
@@ -289,7 +287,7 @@ def colorize(
 
     Example::
 
-        rgb = colorize(result.depth, "Spectral_r", *display_range(result.depth, result.kind))
+        rgb = colorize(result.prediction, "Spectral_r", *display_range(result.prediction, result.kind))
     """
     lut = get_colormap(cmap)
     index, finite = normalize_to_index(values, vmin, vmax)
@@ -314,38 +312,6 @@ def side_by_side(image_rgb: np.ndarray, depth_rgb: np.ndarray, gap_px: int = SBS
         )
     gap = np.full((image_rgb.shape[0], gap_px, 3), 255, np.uint8)
     return np.concatenate([image_rgb, gap, depth_rgb], axis=1)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Atomic writing
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file next to ``path``; on success move it to ``path`` with ``os.replace``.
-
-    On an exception the temporary file is removed and ``path`` is untouched. A killed process can leave a
-    hidden ``.<name>.*.partial`` file behind, never a partial file under the final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        # Mode 0o666 & ~umask, like any new file: mkstemp's 0o600 would survive os.replace and hide the outputs
-        # from the group.
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def encode_png(image: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from .atomic import atomic_write
 
 __all__ = [
     "DEFAULT_HFOV_DEG",
@@ -299,22 +299,9 @@ def write_ply(path: str | Path, points: np.ndarray, colors: np.ndarray | None = 
         vertex["red"], vertex["green"], vertex["blue"] = colors[:, 0], colors[:, 1], colors[:, 2]
         header += ["property uchar red", "property uchar green", "property uchar blue"]
     header.append("end_header")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:  # mode 0o666 & ~umask like any new file (mkstemp's 0o600 would survive os.replace)
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(("\n".join(header) + "\n").encode("ascii"))
-            vertex.tofile(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(("\n".join(header) + "\n").encode("ascii"))
+        vertex.tofile(f)
     return path
 
 

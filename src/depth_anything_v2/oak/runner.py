@@ -91,7 +91,7 @@ def _model_depth(frame: Frame, predictor: Any) -> tuple[np.ndarray, str]:
         h, w = frame.image_rgb.shape[:2]
         return cv2.resize(frame.network_output, (w, h), interpolation=cv2.INTER_LINEAR), "disparity"
     result = predictor.predict(frame.image_rgb)
-    return result.depth, result.kind
+    return result.prediction, result.kind
 
 
 def run_source(source: FrameSource, predictor: Any, options: OakRunOptions) -> OakRunReport:

@@ -29,16 +29,15 @@ a killed run never leaves a half checkpoint under a final name.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..io import atomic as io_atomic
 from ..weights.checkpoints import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -62,37 +61,16 @@ _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 _SLIM_KEYS = ("format", "model", "encoder", "max_depth", "stage", "step", "config", "best", "val")
 
 
-def _atomic(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
-    return _atomic(Path(path), lambda fh: fh.write(text.encode()))
+    return io_atomic.atomic_write_text(path, text, fsync=True)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj, path)``, atomically."""
-    return _atomic(Path(path), lambda fh: torch.save(obj, fh))
+    with io_atomic.atomic_write(path, fsync=True) as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 # ------------------------------------------------------------------------------------------------ RNG

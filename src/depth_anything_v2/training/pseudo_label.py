@@ -364,7 +364,7 @@ def _write_shard(
             sample = make_pseudo_label_sample(
                 key,
                 image,
-                result.depth,
+                result.prediction,
                 image_ext=ext,
                 encoding=encoding,  # type: ignore[arg-type]
                 meta={"source": item.source, "teacher": teacher, "kind": "disparity"},

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..configs import VARIANTS, Variant, get_variant
+from ..io.atomic import atomic_directory, atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -381,16 +382,14 @@ def save_reference(state_dict: Mapping[str, torch.Tensor], path: str | Path) -> 
     path = Path(path)
     if path.suffix not in (".pth", ".pt", ".safetensors"):
         raise ValueError(f"expected a .pth, .pt or .safetensors file name, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    with atomic_path(path) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        save_file(tensors, tmp, metadata={"format": "pt"})
-    else:
-        torch.save(tensors, tmp)
-    tmp.replace(path)
+            save_file(tensors, tmp, metadata={"format": "pt"})
+        else:
+            torch.save(tensors, tmp)
     return path
 
 
@@ -398,24 +397,12 @@ def save_hf(
     state_dict: Mapping[str, torch.Tensor], directory: str | Path, encoder: str, max_depth: float | None
 ) -> Path:
     """Write a transformers-format model directory (``config.json`` + ``model.safetensors``), atomically."""
-    import shutil
-    import tempfile
-
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    if directory.exists() and any(directory.iterdir()):
-        raise FileExistsError(f"{directory}: exists and is not empty; expected a new or empty directory")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as tmp:
         hf = {k: v.detach().contiguous() for k, v in reference_to_hf(state_dict).items()}
-        save_file(hf, tmp / "model.safetensors", metadata={"format": "pt"})
+        with atomic_path(tmp / "model.safetensors") as weights_tmp:  # keeps the umask's mode (save_file: 0600)
+            save_file(hf, weights_tmp, metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf_config_for(get_variant(encoder), max_depth), indent=2) + "\n")
-        if directory.exists():
-            directory.rmdir()
-        tmp.replace(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -25,37 +26,58 @@ from .checkpoints import (
 logger = logging.getLogger(__name__)
 
 
-def resolve_published(name: str) -> Path:
+class ModelUnavailableError(FileNotFoundError):
+    """A published model that is not in the Hugging Face cache and cannot be downloadable now (offline, no
+    network, the Hub refused). The message names the model, the file and the ways out."""
+
+
+def resolve_published(name: str, *, download: bool = True) -> Path:
     """Path of a published checkpoint in the Hugging Face cache, downloading it if allowed.
 
-    Honours ``HF_HOME`` / ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE``. Offline and not cached: a
-    ``FileNotFoundError`` that names the model, the file and how to provide it.
+    Honours ``HF_HOME`` / ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE``. A cached file is used without touching the
+    network. Otherwise one metadata request (``HF_HUB_ETAG_TIMEOUT``, no retries) decides: if the Hub cannot
+    be reached the call fails at once, instead of ``hf_hub_download``'s retries (about 25 s with no network);
+    if it can, the file is downloaded. ``download=False`` never goes to the network.
+
+    Raises:
+        ModelUnavailableError: not cached and not downloadable now.
     """
     pm = PUBLISHED_MODELS.get(name)
     if pm is None:
         raise ValueError(f"unknown model name {name!r}; expected one of {', '.join(PUBLISHED_MODELS)}")
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     logger.info("model %s: %s/%s (licence: %s)", name, pm.repo_id, pm.filename, pm.license)
-    try:
-        return Path(hf_hub_download(pm.repo_id, pm.filename))
-    except LocalEntryNotFoundError as e:
-        from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
+    with contextlib.suppress(LocalEntryNotFoundError):
+        return Path(hf_hub_download(pm.repo_id, pm.filename, local_files_only=True))
+    if constants.HF_HUB_OFFLINE:
+        raise _unavailable(pm, "HF_HUB_OFFLINE is set")
+    if not download:
+        raise _unavailable(pm, "this caller does not download models")
+    try:  # one attempt: network and HTTP errors (no DNS, refused, 401, 404, ...) all mean "not available now"
+        get_hf_file_metadata(hf_hub_url(pm.repo_id, pm.filename), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise _unavailable(pm, f"the Hugging Face Hub could not be reached ({reason})") from e
+    return Path(hf_hub_download(pm.repo_id, pm.filename))
 
-        why = "HF_HUB_OFFLINE is set" if HF_HUB_OFFLINE else "the Hugging Face Hub could not be reached"
-        raise FileNotFoundError(
-            f"model {name!r} needs {pm.filename} from https://huggingface.co/{pm.repo_id}, which is not in the "
-            f"Hugging Face cache ({HF_HUB_CACHE}) and {why}. Download it on a connected machine with "
-            f"`huggingface-cli download {pm.repo_id} {pm.filename}` (then copy the cache), or download the file "
-            f"and pass its path instead (--weights PATH)."
-        ) from e
+
+def _unavailable(pm: PublishedModel, why: str) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"model {pm.name!r} needs {pm.filename} from https://huggingface.co/{pm.repo_id}, which is not in the "
+        f"Hugging Face cache and {why}. Download it on a connected machine with "
+        f"`hf download {pm.repo_id} {pm.filename}` (then copy the cache, HF_HUB_CACHE), or download the file "
+        f"and pass its path instead (--weights PATH)."
+    )
 
 
-def _max_depth_from_name(path: Path) -> float | None:
-    """A published metric file's range, recognised by its file name (also when renamed ``... (1).pth``)."""
+def max_depth_from_file_name(path: str | os.PathLike) -> float | None:
+    """A published metric file's range (20 / 80 m), recognised by its file name from the published-model table
+    (also when renamed ``... (1).pth``); ``None`` for any other name."""
+    name = Path(path).name
     for m in PUBLISHED_MODELS.values():
-        if m.is_metric and Path(m.filename).stem in path.name:
+        if m.is_metric and Path(m.filename).stem in name:
             return m.max_depth
     return None
 
@@ -83,7 +105,7 @@ def load_state_dict_any(source: str | os.PathLike) -> tuple[StateDict, dict]:
             info.update(hf_config_model_args(hf_config, state_dict))
     info.setdefault("encoder", infer_encoder(state_dict))
     if "max_depth" not in info:
-        md = _max_depth_from_name(path)
+        md = max_depth_from_file_name(path)
         if md is not None:
             info["max_depth"] = md
     return state_dict, info
@@ -113,7 +135,8 @@ def load_model(
 
     Raises:
         CheckpointError: unreadable, unsafe or mismatching files, with expected vs found.
-        FileNotFoundError: a missing path, or a published model that is not cached while offline.
+        FileNotFoundError: a missing path.
+        ModelUnavailableError: a published model that is neither cached nor downloadable now.
     """
     name = os.fspath(source)
     published: PublishedModel | None = PUBLISHED_MODELS.get(name) if not Path(name).exists() else None
