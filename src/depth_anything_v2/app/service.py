@@ -254,7 +254,7 @@ class ModelManager:
     Args:
         choices: the models offered; the first is the default unless ``default`` names another.
         loader: ``ModelChoice -> predictor`` (default: ``DepthPredictor.from_pretrained`` with ``input_size``,
-            ``device`` and ``precision``).
+            ``device``, ``precision`` and ``runtime``: backend, providers, ov_device, threads).
         preloaded: ready predictors by name (tests inject tiny models; the CLI loads the default up front).
     """
 
@@ -269,6 +269,7 @@ class ModelManager:
         input_size: int = 518,
         device: str = "auto",
         precision: str = "fp32",
+        runtime: dict[str, Any] | None = None,
     ) -> None:
         if not choices:
             raise ValueError("expected at least one model choice, got none")
@@ -284,6 +285,7 @@ class ModelManager:
         self.input_size = input_size
         self.device = device
         self.precision = precision
+        self.runtime = runtime or {}  # backend, providers, ov_device, threads (DepthPredictor.from_pretrained)
         self._loader = loader or self._load
         self._loaded: OrderedDict[str, Any] = OrderedDict(preloaded or {})
 
@@ -297,6 +299,7 @@ class ModelManager:
             device=self.device,
             precision=self.precision,
             input_size=self.input_size,
+            **self.runtime,
         )
 
     def resolve(self, name: str | None) -> ModelChoice:

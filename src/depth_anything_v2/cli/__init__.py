@@ -13,7 +13,7 @@ import logging
 import sys
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("predict", "eval", "convert", "models", "app", "train", "pseudo_label")
+COMMANDS: tuple[str, ...] = ("predict", "eval", "convert", "export", "models", "app", "train", "pseudo_label")
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 

@@ -14,6 +14,7 @@ from .._lazy import lazy_getattr
 
 _LAZY = {
     "export_model": "api",
+    "ExportResult": "api",
     "export_onnx": "onnx",
     "export_openvino": "openvino",
     "ExportError": "metadata",

@@ -13,9 +13,11 @@ runtime computes the same numbers at every size.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -86,7 +88,7 @@ def to_onnx_proto(model: DepthAnythingV2, input_size: tuple[int, int] | None = N
     else:
         shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},)
         x = torch.randn(2, 3, *input_size)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             model,
             (x,),
@@ -96,8 +98,27 @@ def to_onnx_proto(model: DepthAnythingV2, input_size: tuple[int, int] | None = N
             output_names=[OUTPUT_NAME],
             opset_version=OPSET,
             optimize=True,
+            verbose=False,
         )
-    return program.model_proto
+    proto = program.model_proto
+    for node in proto.graph.node:  # per-node stack traces and FX dumps: local paths, and megabytes on vitl
+        del node.metadata_props[:]
+    return proto
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's chatter that says nothing about this model (torchvision ops it skips, a deprecation inside
+    torch.export) stays out of the user's terminal."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
 
 
 def to_fp16(proto):

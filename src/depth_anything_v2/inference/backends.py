@@ -196,8 +196,8 @@ def _ov_props(model, path: Path, namespace: str) -> dict[str, str]:
         return {p.key: p.value for p in onnx.load(os.fspath(path), load_external_data=False).metadata_props}
     if not model.has_rt_info(namespace):
         return {}
-    section = model.get_rt_info()[namespace]
-    return {f"{namespace}.{k}": str(v) for k, v in section.astype(dict).items()}
+    keys = model.get_rt_info()[namespace].keys()
+    return {f"{namespace}.{k}": model.get_rt_info([namespace, k]).astype(str) for k in keys}
 
 
 def runtime_for_path(source: str | os.PathLike) -> str | None:
