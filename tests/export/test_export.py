@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
 import torch
 
@@ -16,6 +15,11 @@ from depth_anything_v2.export.validate import TOLERANCE, validate_export
 from depth_anything_v2.inference.backends import OnnxRuntimeBackend, OpenVINOBackend
 from export_fixtures import METRIC_MAX_DEPTH, SIZES, image_folder, metric_ir, relative_difference, relative_onnx
 from model_factory import random_model
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
 
 
 def _check_sizes(backend, model, sizes=SIZES, tol=1e-4):

@@ -6,14 +6,18 @@ import builtins
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from depth_anything_v2.cli import main
 from depth_anything_v2.inference.predictor import DepthPredictor
 from export_fixtures import METRIC_MAX_DEPTH, image_folder, metric_ir, relative_onnx, tiny_checkpoint
 from model_factory import random_model
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+TensorProto, helper = onnx.TensorProto, onnx.helper
 
 
 def _predict(weights: Path, out: Path, *extra: str) -> int:
