@@ -114,3 +114,15 @@ def test_backend_rejects_wrong_input_sizes():
     with pytest.raises(ValueError, match=r"expected input of shape \(B, 3, H, W\), got \(3, 56, 56\)"):
         backend(torch.zeros(3, 56, 56))
     assert np.isfinite(backend(torch.zeros(1, 3, 14, 14)).numpy()).all()
+
+
+@pytest.mark.slow  # one more export (~10-30 s): the fixed-size file the OAK / NPU paths use
+def test_fixed_size_export(tmp_path, one_torch_thread):
+    from depth_anything_v2.export import export_onnx
+
+    model = random_model("tiny", max_depth=METRIC_MAX_DEPTH)
+    backend = OnnxRuntimeBackend(export_onnx(model, tmp_path / "fixed.onnx", input_size=(56, 70)))
+    assert backend.info.input_size == (56, 70) and backend.info.kind == "metric"
+    _check_sizes(backend, model, sizes=[(56, 70)])
+    with pytest.raises(ValueError, match=r"exported for input size 56x70 only, got 70x56"):
+        backend(torch.zeros(1, 3, 70, 56))

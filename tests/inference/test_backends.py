@@ -106,3 +106,23 @@ def test_export_cli_usage_errors(tmp_path, capsys):
     assert "old.onnx exists; choose another --out or pass --force" in capsys.readouterr().err
     assert main(["export", "--weights", str(tmp_path / "none.pth"), "--out", str(tmp_path / "n.onnx")]) == 2
     assert "cannot export" in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_a_runtime_backend_reuses_its_cached_export(tmp_path, monkeypatch, one_torch_thread):
+    import shutil
+
+    from depth_anything_v2.export import onnx as export_onnx_module
+    from depth_anything_v2.inference import backends
+
+    monkeypatch.setenv("DEPTH_ANYTHING_CACHE", str(tmp_path))
+    model = random_model("tiny")
+    cached = backends.export_cache_path(model)
+    assert cached.parent == tmp_path / "exports" and cached != backends.export_cache_path(random_model("tiny", seed=1))
+    cached.parent.mkdir(parents=True)
+    shutil.copy(relative_onnx(), cached)  # the same weights, exported by the CLI fixture
+    monkeypatch.setattr(export_onnx_module, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    predictor = DepthPredictor(model, backend="openvino", input_size=56)
+    image = np.random.default_rng(1).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    expected = DepthPredictor(random_model("tiny"), input_size=56).predict(image).depth
+    assert predictor.backend.name == "openvino" and predictor.device.type == "cpu"
+    np.testing.assert_allclose(predictor.predict(image).depth, expected, atol=1e-4 * np.ptp(expected))

@@ -36,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", help="encoder of --weights (checked; inferred if omitted)")
     p.add_argument("--max-depth", type=float, help="metric model range in metres (20 indoor, 80 outdoor)")
     p.add_argument("--format", choices=["onnx", "openvino"], help="default: from --out's suffix (.onnx / .xml)")
-    p.add_argument("--out", type=Path, help="output file (.onnx, or .xml with the .bin beside it)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output file: .onnx, or .xml with the .bin beside it (default: the model name + the format's suffix)",
+    )
     p.add_argument("--input-size", type=_size, metavar="HxW", help="fixed input size (default: dynamic H and W)")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32", help="stored precision")
     p.add_argument(
@@ -57,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from ..export.api import FORMATS, format_for
 
     fmt = args.format
-    out = args.out or (Path(f"depth_anything_v2_{args.model or 'vits'}{FORMATS[fmt]}") if fmt else None)
+    stem = args.weights.stem if args.weights is not None else f"depth_anything_v2_{args.model or 'vits'}"
+    out = args.out or (Path(stem + FORMATS[fmt]) if fmt else None)
     if out is None:
         raise UsageError("expected --out PATH (.onnx or .xml) or --format")
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -229,11 +228,33 @@ def open_backend(
     raise ValueError(f"expected backend onnxruntime or openvino for {path}, got {backend!r}")
 
 
-def backend_from_model(model, backend: str, **options):
-    """Export ``model`` to a temporary ONNX file (dynamic size, validated) and open it with ``backend``."""
-    from ..export.onnx import export_onnx
+def export_cache_path(model) -> Path:
+    """Where :func:`backend_from_model` keeps the ONNX export of ``model``: ``$XDG_CACHE_HOME/depth_anything_v2``
+    (``~/.cache`` by default; ``DEPTH_ANYTHING_CACHE`` overrides), named by a hash of the weights, the head and
+    the versions of this project and of torch, so a changed model never reuses a stale file."""
+    import hashlib
 
-    with tempfile.TemporaryDirectory(prefix="depth-anything-") as d:
-        path = export_onnx(model, Path(d) / "model.onnx", validate=False)
-        # both runtimes hold the whole graph in memory once the session exists: the file can go
-        return open_backend(path, backend, **options)
+    from .. import __version__
+
+    digest = hashlib.sha256(repr((model.encoder, model.max_depth, __version__, torch.__version__)).encode())
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    root = os.environ.get("DEPTH_ANYTHING_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "depth_anything_v2"
+    )
+    return Path(root) / "exports" / f"{model.encoder}-{digest.hexdigest()[:20]}.onnx"
+
+
+def backend_from_model(model, backend: str, **options):
+    """Open ``model`` with ``backend`` through its ONNX export (dynamic size, validated), made once and cached
+    (:func:`export_cache_path`): the first run of a checkpoint pays the export (about 50 s for vits on 2 cores)."""
+    path = export_cache_path(model)
+    if not path.is_file():
+        from ..export.onnx import export_onnx
+
+        logger.warning(
+            "exporting %s to %s for the %s backend (once; later runs reuse it)", model.encoder, path, backend
+        )
+        export_onnx(model, path)
+    return open_backend(path, backend, **options)
