@@ -12,6 +12,7 @@ least-squares scale and shift (random weights: a bound on numerical error, not o
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -21,7 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-BACKENDS = ("transformers", "torch", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8", "openvino-int8-bf16")
+BACKENDS = (
+    "transformers",
+    "torch",
+    "onnxruntime",
+    "onnxruntime-int8",
+    "openvino",
+    "openvino-bf16",
+    "openvino-int8",
+    "openvino-int8-bf16",
+)
 
 
 def prepare(workdir: Path, encoder: str, log) -> dict:
@@ -41,6 +51,9 @@ def prepare(workdir: Path, encoder: str, log) -> dict:
     t = time.perf_counter()
     acc = quantize_file(ours, workdir / "model.onnx", workdir / "int8.xml", "openvino", info=info)
     log(f"# OpenVINO int8 (NNCF, 2 example photos): {time.perf_counter() - t:.0f} s; {acc.summary()}")
+    t = time.perf_counter()
+    acc = quantize_file(ours, workdir / "model.onnx", workdir / "int8.onnx", "onnx", info=info)
+    log(f"# ONNX Runtime int8 (static QDQ, 2 example photos): {time.perf_counter() - t:.0f} s; {acc.summary()}")
     return {}
 
 
@@ -58,8 +71,8 @@ def open_worker(name: str, workdir: Path, threads: int):
         return model
     from depth_anything_v2.inference.backends import OnnxRuntimeBackend, OpenVINOBackend
 
-    if name == "onnxruntime":
-        return OnnxRuntimeBackend(workdir / "model.onnx", threads=threads)
+    if name.startswith("onnxruntime"):
+        return OnnxRuntimeBackend(workdir / ("int8.onnx" if "int8" in name else "model.onnx"), threads=threads)
     file = "int8.xml" if "int8" in name else "model.xml"
     return OpenVINOBackend(workdir / file, precision="bf16" if name.endswith("bf16") else "fp32", threads=threads)
 
@@ -120,6 +133,7 @@ def run_all(args, names: list[str], log=print) -> None:
         torch.save(photo_input(min(h, w)), workdir / "photo.pt")
         prepare(workdir, args.encoder, log)
         procs = {}
+        load0 = os.getloadavg()
         for name in names:
             cmd = [sys.executable, __file__, "--worker", name, str(workdir), str(args.threads), f"{h}x{w}"]
             procs[name] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -136,6 +150,7 @@ def run_all(args, names: list[str], log=print) -> None:
             p.stdin.close()
             p.wait()
         base = statistics.median(times["transformers"]) if "transformers" in times else None
+        log(f"# load average before/after: {load0} / {os.getloadavg()}")
         log(f"# {platform.processor() or platform.machine()}, {args.threads} threads, {args.encoder} {h}x{w}, "
             f"{args.rounds} rounds x {args.repeats} alternated, each backend in its own process")  # fmt: skip
         log(
@@ -146,7 +161,7 @@ def run_all(args, names: list[str], log=print) -> None:
             med = statistics.median(times[name]) * 1e3
             diff, abs_rel, delta1 = errors(workdir, name)
             ratio = f"{base * 1e3 / med:.2f}x" if base else "-"
-            log(f"| {name} | {med:.1f} | {ratio} | {diff:.1e} | {abs_rel:.4f} | {delta1:.4f} |")
+            log(f"| {name} | {med:.1f} | {ratio} | {diff:.1e} | {abs_rel:.1e} | {delta1:.4f} |")
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--worker":

@@ -93,7 +93,8 @@ class DepthPredictor:
             LayerNorms in fp32 (see ``modeling.dinov2``), so it cannot overflow where fp32 does not. OpenVINO
             takes it as its inference precision; ONNX Runtime runs the file as exported (fp32 only).
         backend: ``"torch"`` (``"auto"`` means the same for a model), ``"onnxruntime"`` or ``"openvino"``: the
-            model is exported to ONNX in memory and run by that runtime (see ``from_pretrained`` for files).
+            model is exported to ONNX once (cached by its weights: ``backends.export_cache_path``) and run by that
+            runtime (``from_pretrained`` opens exported files directly).
         providers, ov_device, threads: ONNX Runtime execution providers, OpenVINO device (``CPU``, ``GPU``,
             ``NPU``, ``AUTO``) and CPU threads of the runtime backends.
     """
