@@ -8,7 +8,10 @@
 The graph comes from ``torch.export`` (the dynamo ONNX exporter). Under export the encoder resizes its
 position embedding with two bicubic interpolation matrices built from the symbolic grid size
 (``modeling.dinov2.bicubic_matrix``), so the reference's offset scale factor lives inside the graph and every
-runtime computes the same numbers at every size.
+runtime computes the same numbers at every size. The CPU fast paths of the eager model (oneDNN fused linears, the
+DPT head's row bands) already step aside under ``torch.compiler.is_compiling()``, which is true during export, so
+the graph holds plain ``linear`` / ``interpolate`` ops; the input is checked for multiples of 14 by the model
+itself, which the dynamic shapes (``14 * grid``) satisfy symbolically.
 """
 
 from __future__ import annotations

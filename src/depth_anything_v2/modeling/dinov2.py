@@ -140,6 +140,11 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, off
     scale-factor form with the +0.1 offset is what the released models run; it is *not* equal to resizing to
     ``size=(grid_h, grid_w)`` (transformers does the latter), since PyTorch maps output to input coordinates
     through the given scale factor.
+
+    Under ``torch.export`` (the ONNX / OpenVINO export) the grid sizes are symbolic, so neither the trained-grid
+    shortcut nor ``scale_factor`` can be Python arithmetic: the same resize runs as two matmuls with
+    :func:`bicubic_matrix` (equal within fp32 rounding), the shortcut as a tensor condition. Eager PyTorch keeps
+    ``F.interpolate``.
     """
     n = pos_embed.shape[1] - 1
     side = math.isqrt(n)
