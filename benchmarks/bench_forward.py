@@ -12,6 +12,7 @@ allocates beyond the model (``torch.cuda.max_memory_allocated``), measured in th
     python benchmarks/bench_forward.py                  # vits, 518x518 and 518x686, fp32, CPU
     python benchmarks/bench_forward.py --repeats 20 --threads 2
     python benchmarks/bench_forward.py --device cuda --precision fp16 --encoder vitl --repeats 50
+    python benchmarks/bench_forward.py --backend all --sizes 518x518 --rounds 5 --repeats 3   # runtimes (bench_backends.py)
 """
 
 from __future__ import annotations
@@ -125,11 +126,22 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=list(DTYPES), default="fp32")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument(
+        "--backend",
+        help="'all' or a comma list of transformers, torch, onnxruntime, openvino, openvino-bf16, openvino-int8, "
+        "openvino-int8-bf16: each in its own process, rounds alternated (see bench_backends.py); first size only",
+    )
+    p.add_argument("--rounds", type=int, default=5, help="alternated rounds for --backend (default 5)")
     p.add_argument("--mem-child", choices=["ours", "theirs"], help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.mem_child:
         return mem_child(args)
+    if args.backend:
+        from bench_backends import BACKENDS, run_all
+
+        names = list(BACKENDS) if args.backend == "all" else args.backend.split(",")
+        return run_all(args, names)
 
     import platform
 

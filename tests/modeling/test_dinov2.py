@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from depth_anything_v2.configs import VARIANTS
-from depth_anything_v2.modeling.dinov2 import PatchEmbed, interpolate_pos_embed, linear
+from depth_anything_v2.modeling.dinov2 import PatchEmbed, bicubic_matrix, interpolate_pos_embed, linear
 
 
 def _cubic(t: np.ndarray, a: float = -0.75) -> np.ndarray:
@@ -66,6 +66,21 @@ def test_pos_embed_scale_factor_form_differs_from_size_form():
         pos[:, 1:].reshape(1, 37, 37, 16).permute(0, 3, 1, 2), size=(37, 49), mode="bicubic", align_corners=False
     )[0].permute(1, 2, 0)
     assert (ours - size_form).abs().max() > 0.05
+
+
+def test_bicubic_matrices_equal_the_scale_factor_resize():
+    # The export path (two matmuls built from the symbolic grid) against F.interpolate, down- and upsampling.
+    torch.manual_seed(0)
+    pos = torch.randn(1, 4, 37, 37)
+    for gh in (*range(1, 120, 9), 36, 37, 38, 64, 79):
+        for gw in (1, 37, 49):
+            ref = F.interpolate(
+                pos, scale_factor=((gh + 0.1) / 37, (gw + 0.1) / 37), mode="bicubic", align_corners=False
+            )
+            out = bicubic_matrix(gh, 37) @ pos @ bicubic_matrix(gw, 37).T
+            assert (out - ref).abs().max() < 1e-5, (gh, gw)
+    # on the trained grid the reference skips the resize: the identity flag makes the matrix exactly the identity
+    assert torch.equal(bicubic_matrix(37, 37, identity=torch.tensor(True)), torch.eye(37))
 
 
 def test_pos_embed_rejects_non_square_table():

@@ -260,7 +260,7 @@ class ModelManager:
     Args:
         choices: the models offered; the first is the default unless ``default`` names another.
         loader: ``ModelChoice -> predictor`` (default: ``DepthPredictor.from_pretrained`` with ``input_size``,
-            ``device`` and ``precision``).
+            ``device``, ``precision`` and ``runtime``: backend, providers, ov_device, threads).
         preloaded: ready predictors by name (tests inject tiny models; the CLI loads the default up front).
     """
 
@@ -276,6 +276,7 @@ class ModelManager:
         device: str = "auto",
         precision: str = "fp32",
         download: bool = False,
+        runtime: dict[str, Any] | None = None,
     ) -> None:
         if not choices:
             raise ValueError("expected at least one model choice, got none")
@@ -292,6 +293,7 @@ class ModelManager:
         self.device = device
         self.precision = precision
         self.download = download
+        self.runtime = runtime or {}  # backend, providers, ov_device, threads (DepthPredictor.from_pretrained)
         self._loader = loader
         self._loaded: OrderedDict[str, Any] = OrderedDict(preloaded or {})
 
@@ -307,6 +309,7 @@ class ModelManager:
             device=self.device,
             precision=self.precision,
             input_size=self.input_size,
+            **self.runtime,
         )
 
     def resolve(self, name: str | None) -> ModelChoice:

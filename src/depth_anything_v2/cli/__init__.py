@@ -13,7 +13,7 @@ import logging
 import sys
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("predict", "eval", "convert", "models", "app", "train", "pseudo_label", "oak")
+COMMANDS: tuple[str, ...] = ("predict", "eval", "convert", "export", "models", "app", "train", "pseudo_label", "oak")
 
 #: Exit codes, the same for every command (README, "Exit codes").
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_MODEL_UNAVAILABLE = 0, 1, 2, 3

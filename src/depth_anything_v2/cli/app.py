@@ -10,7 +10,7 @@ import sys
 import threading
 
 from . import EXIT_FAILURES, EXIT_MODEL_UNAVAILABLE, EXIT_OK, UsageError
-from .common import add_model_arguments, licence_notice
+from .common import add_model_arguments, backend_options, licence_notice
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         input_size=args.input_size,
         device=args.device,
         precision=args.precision,
+        runtime=backend_options(args),
     )
     limits = Limits(
         max_upload_bytes=round(args.max_upload_mb * 2**20),

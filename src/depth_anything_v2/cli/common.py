@@ -38,8 +38,43 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
         choices=["fp32", "fp16", "bf16", "auto"],
         help="auto: fp16 on a GPU, fp32 on the CPU (half precision is slow there); default fp32",
     )
+    add_runtime_arguments(group)
     parser.set_defaults(_default_model=default_model)
     return group
+
+
+def add_runtime_arguments(group) -> None:
+    """``--backend``, ``--providers``, ``--ov-device``, ``--threads`` (see ``inference.backends``)."""
+    group.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnxruntime", "openvino"],
+        help="runtime (default auto: ONNX Runtime for a .onnx, OpenVINO for a .xml, else torch); "
+        "onnxruntime/openvino with a checkpoint export it on the fly",
+    )
+    group.add_argument(
+        "--providers",
+        type=lambda s: [p.strip() for p in s.split(",") if p.strip()],
+        metavar="LIST",
+        help="ONNX Runtime execution providers, in order (e.g. CUDAExecutionProvider,CPUExecutionProvider)",
+    )
+    group.add_argument("--ov-device", metavar="DEVICE", help="OpenVINO device: CPU (default), GPU, NPU, AUTO")
+    group.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads of the runtime (default all)")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    """The runtime arguments as ``DepthPredictor.from_pretrained`` keywords; ``--threads`` also sets torch's."""
+    if args.threads and args.backend in ("auto", "torch"):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return {"backend": args.backend, "providers": args.providers, "ov_device": args.ov_device, "threads": args.threads}
 
 
 def _device(text: str) -> str:
@@ -77,8 +112,11 @@ def load_predictor(args: argparse.Namespace, *, device: str | None = None):
             device=device or args.device,
             precision=args.precision,
             input_size=args.input_size,
+            **backend_options(args),
         )
     except ModelUnavailableError as e:
         raise ModelUnavailable(str(e)) from None
+    except ImportError as e:  # a runtime package is missing: the message names the extra
+        raise UsageError(str(e)) from None
     except (OSError, ValueError, RuntimeError) as e:  # CheckpointError is a ValueError
         raise UsageError(f"cannot load model {str(source)!r}: {e}") from None

@@ -25,6 +25,7 @@ from ..devices import precision_dtype, resolve_device, resolve_precision
 from ..dpt import DepthAnythingV2
 from ..io.images import read_image
 from ..weights.loading import load_model
+from .backends import BACKENDS, Backend, TorchBackend, backend_from_model, open_backend, runtime_for_path
 from .tiling import Tiling, predict_tiled, resolve_tiling
 from .transforms import ChannelOrder, check_image, preprocess, resize_prediction, working_size
 
@@ -134,28 +135,51 @@ class DepthPredictor:
     """Runs a :class:`DepthAnythingV2` on images: pre-processing, batching, device and precision.
 
     Args:
-        model: the network (moved to ``device`` and cast to ``precision``; put in eval mode).
+        model: the network (moved to ``device`` and cast to ``precision``; put in eval mode), or an open runtime
+            backend (:mod:`depth_anything_v2.inference.backends`).
         input_size: the shorter side the network sees (multiple of 14; 518 as trained).
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"mps"``; ``None`` keeps the
             model's device.
         precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (fp16 on CUDA and MPS, fp32 on the CPU,
             where half precision is slow: asking for it there logs a warning). Low precision keeps the
             encoder's residual stream and LayerNorms in fp32 (see ``modeling.dinov2``), so it cannot overflow
-            where fp32 does not. ``self.precision`` is the one chosen.
+            where fp32 does not. ``self.precision`` is the one chosen. OpenVINO takes it as its inference
+            precision (``"auto"``: fp32); ONNX Runtime runs the file as exported (fp32 only).
+        backend: ``"torch"`` (``"auto"`` means the same for a model), ``"onnxruntime"`` or ``"openvino"``: the
+            model is exported to ONNX once (cached by its weights: ``backends.export_cache_path``) and run by that
+            runtime (``from_pretrained`` opens exported files directly).
+        providers, ov_device, threads: ONNX Runtime execution providers, OpenVINO device (``CPU``, ``GPU``,
+            ``NPU``, ``AUTO``) and CPU threads of the runtime backends.
     """
 
     def __init__(
         self,
-        model: DepthAnythingV2,
+        model: DepthAnythingV2 | Backend,
         *,
         input_size: int = 518,
         device: str | torch.device | None = None,
         precision: str = "fp32",
+        backend: str = "torch",
+        providers: list[str] | None = None,
+        ov_device: str | None = None,
+        threads: int | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"expected backend one of {list(BACKENDS)}, got {backend!r}")
         working_size(input_size, input_size, input_size)  # validates input_size
-        dev = resolve_device(device) if device is not None else next(model.parameters()).device
-        precision = resolve_precision(precision, dev)
-        self.model = model.to(device=dev, dtype=precision_dtype(precision)).eval()
+        if not isinstance(model, torch.nn.Module) or backend in ("onnxruntime", "openvino"):
+            precision = "fp32" if precision == "auto" else precision
+            precision_dtype(precision)  # validates the name
+        if isinstance(model, torch.nn.Module) and backend in ("onnxruntime", "openvino"):
+            options = {"providers": providers, "ov_device": ov_device, "threads": threads, "precision": precision}
+            model = backend_from_model(model, backend, **options)
+        if isinstance(model, torch.nn.Module):
+            dev = resolve_device(device) if device is not None else next(model.parameters()).device
+            precision = resolve_precision(precision, dev)
+            self.model = model.to(device=dev, dtype=precision_dtype(precision)).eval()
+            self.backend: Backend = TorchBackend(self.model)
+        else:  # a runtime backend: it has encoder and max_depth like the model, and runs on its own device
+            self.model = self.backend = model
         self.input_size = input_size
         self.precision = precision
 
@@ -169,22 +193,42 @@ class DepthPredictor:
         device: str | torch.device | None = "auto",
         precision: str = "fp32",
         input_size: int = 518,
+        backend: str = "auto",
+        providers: list[str] | None = None,
+        ov_device: str | None = None,
+        threads: int | None = None,
     ) -> DepthPredictor:
-        """Load with :func:`depth_anything_v2.load_model` (any name, file or directory it accepts)."""
-        model = load_model(source, encoder=encoder, max_depth=max_depth)
-        return cls(model, input_size=input_size, device=device, precision=precision)
+        """Load with :func:`depth_anything_v2.load_model` (any name, file or directory it accepts), or open an
+        exported ``.onnx`` / ``.xml`` (``backend="auto"`` picks ONNX Runtime / OpenVINO by the suffix, and the
+        kind and max_depth come from the file's metadata)."""
+        options = {"providers": providers, "ov_device": ov_device, "threads": threads}
+        if runtime_for_path(source) is not None:
+            if backend == "torch":
+                raise ValueError(f"{source} is an exported model: expected backend auto, onnxruntime or openvino")
+            model = open_backend(source, backend, precision=precision, **options)
+            for name, given, stored in (("encoder", encoder, model.encoder), ("max_depth", max_depth, model.max_depth)):
+                if given is not None and given != stored:  # the file's metadata decides; a contradiction is an error
+                    raise ValueError(f"{source} holds a model with {name} {stored!r}, but {name}={given!r} was given")
+        else:
+            model = load_model(source, encoder=encoder, max_depth=max_depth)
+        backend = "torch" if backend == "auto" else backend
+        return cls(model, input_size=input_size, device=device, precision=precision, backend=backend, **options)
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        if isinstance(self.backend, TorchBackend):
+            return next(self.model.parameters()).device
+        return torch.device("cpu")  # where a runtime backend's outputs arrive
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        if isinstance(self.backend, TorchBackend):
+            return next(self.model.parameters()).dtype
+        return torch.float32
 
     @property
     def is_metric(self) -> bool:
-        return self.model.is_metric
+        return self.model.max_depth is not None
 
     def predict(
         self,
@@ -265,7 +309,7 @@ class DepthPredictor:
     @torch.inference_mode()
     def _infer(self, batch: list) -> Iterator[tuple[Any, DepthResult]]:
         x = torch.cat([preprocess(rgb, self.input_size) for _, rgb, _ in batch]).to(self.device)
-        out = self.model(x).float()
+        out = self.backend(x)
         kind = "metric" if self.is_metric else "disparity"
         for (key, rgb, source), pred in zip(batch, out, strict=True):
             depth = resize_prediction(pred[None], rgb.shape[:2])[0].cpu().numpy()

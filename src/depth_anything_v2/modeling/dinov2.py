@@ -140,15 +140,26 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, off
     scale-factor form with the +0.1 offset is what the released models run; it is *not* equal to resizing to
     ``size=(grid_h, grid_w)`` (transformers does the latter), since PyTorch maps output to input coordinates
     through the given scale factor.
+
+    Under ``torch.export`` (the ONNX / OpenVINO export) the grid sizes are symbolic, so neither the trained-grid
+    shortcut nor ``scale_factor`` can be Python arithmetic: the same resize runs as two matmuls with
+    :func:`bicubic_matrix` (equal within fp32 rounding), the shortcut as a tensor condition. Eager PyTorch keeps
+    ``F.interpolate``.
     """
     n = pos_embed.shape[1] - 1
     side = math.isqrt(n)
     if side * side != n:
         raise ValueError(f"expected a square position-embedding grid, got {n} patch positions")
-    if grid_h == grid_w == side:
-        return pos_embed
     dim = pos_embed.shape[-1]
     pos = pos_embed.float()
+    if torch.compiler.is_exporting():  # the grid is symbolic: no Python branch on it, no scale_factor
+        patch = pos[:, 1:].reshape(side, side, dim)
+        identity = (_as_tensor(grid_h) == side) & (_as_tensor(grid_w) == side)
+        rows, cols = (bicubic_matrix(g, side, offset, identity) for g in (grid_h, grid_w))
+        patch = torch.einsum("hi,ijd,wj->hwd", rows, patch, cols).reshape(1, -1, dim)
+        return torch.cat((pos[:, :1], patch), dim=1).to(pos_embed.dtype)
+    if grid_h == grid_w == side:
+        return pos_embed
     patch = pos[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
     patch = F.interpolate(
         patch,
@@ -161,6 +172,48 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, off
         raise RuntimeError(f"position-embedding resize gave {tuple(patch.shape[-2:])}, expected {(grid_h, grid_w)}")
     patch = patch.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)
     return torch.cat((pos[:, :1], patch), dim=1).to(pos_embed.dtype)
+
+
+def _as_tensor(n) -> torch.Tensor:
+    """A (possibly symbolic) int as a 0-d tensor, so that comparisons on it stay in the exported graph."""
+    return torch.full((), n, dtype=torch.int64)
+
+
+def bicubic_matrix(out_size, in_size: int, offset: float = 0.1, identity: torch.Tensor | None = None) -> torch.Tensor:
+    """The ``(out_size, in_size)`` matrix of PyTorch's bicubic resize along one axis with
+    ``scale_factor=(out_size + offset) / in_size``, ``align_corners=False`` (what :func:`interpolate_pos_embed`
+    runs), built from tensor arithmetic on ``out_size`` so that it works for a symbolic size in an export.
+
+    It reproduces the CPU kernel step by step: inverse scale ``float32(1 / scale)`` from a double, source
+    coordinate ``inv * (i + 0.5) - 0.5`` in fp32, floor index capped at ``in_size - 1``, fraction clamped to
+    [0, 1], Keys' cubic with A = -0.75, taps clamped at the borders. Where ``identity`` is true the inverse scale
+    is 1, which makes the matrix the identity exactly (the reference skips the resize on its trained grid).
+    Unlike ONNX ``Resize``, two matmuls mean the same thing in every runtime (OpenVINO's ``Resize`` treats a
+    37 -> 37 axis as untouched, REFERENCE section 8).
+    """
+    scale = (_as_tensor(out_size).double() + offset) / in_size
+    inv = (1.0 / scale).float()
+    if identity is not None:
+        inv = torch.where(identity, torch.ones_like(inv), inv)
+    # one rounding, as the kernel's fused multiply-add
+    src = (inv.double() * (torch.arange(out_size, dtype=torch.float64) + 0.5) - 0.5).float()
+    index = torch.floor(src).clamp(max=in_size - 1)
+    t = (src - index).clamp(0.0, 1.0)[:, None]
+    a = -0.75
+    # Keys' cubic convolution weights for the taps at index - 1, index, index + 1, index + 2 (as upsample_bicubic2d)
+    x1, x2 = t + 1.0, 1.0 - t
+    weights = (
+        ((a * x1 - 5 * a) * x1 + 8 * a) * x1 - 4 * a,
+        ((a + 2) * t - (a + 3)) * t * t + 1,
+        ((a + 2) * x2 - (a + 3)) * x2 * x2 + 1,
+        ((a * (x2 + 1.0) - 5 * a) * (x2 + 1.0) + 8 * a) * (x2 + 1.0) - 4 * a,
+    )
+    columns = torch.arange(in_size, dtype=torch.float32)
+    matrix = torch.zeros_like(src[:, None] * columns)
+    for k, w in enumerate(weights):
+        tap = (index + (k - 1)).clamp(0, in_size - 1)[:, None]
+        matrix = matrix + w * (tap == columns)
+    return matrix
 
 
 class DinoVisionTransformer(nn.Module):
