@@ -106,6 +106,8 @@ def test_export_cli_usage_errors(tmp_path, capsys):
     assert "old.onnx exists; choose another --out or pass --force" in capsys.readouterr().err
     assert main(["export", "--weights", str(tmp_path / "none.pth"), "--out", str(tmp_path / "n.onnx")]) == 2
     assert "cannot export" in capsys.readouterr().err
+    assert main(["export", "--weights", str(tiny_checkpoint()), "--out", str(tmp_path / "oak.tar.xz")]) == 2
+    assert "--format nnarchive: expected --input-size HxW" in capsys.readouterr().err
 
 
 def test_a_checkpoint_with_a_runtime_backend_reuses_its_cached_export(tmp_path, monkeypatch, one_torch_thread):

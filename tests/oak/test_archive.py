@@ -9,30 +9,32 @@ import numpy as np
 import pytest
 import torch
 
+from depth_anything_v2.export import export_model
 from depth_anything_v2.oak.archive import build_nn_archive
 
 pytest.importorskip("luxonis_ml")
 ort = pytest.importorskip("onnxruntime")
 
-W, H = 518, 518  # the trained 37 x 37 token grid: the legacy exporter traces no position-embedding resize
+H, W = 42, 70  # not square and not the trained grid: the position-embedding resize is in the graph
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, make_model):
-    # Until the project's exporter (depth_anything_v2.export) lands, export with torch.onnx at a fixed size.
+    """``depth-anything export --format nnarchive``'s path: the project's fixed-size ONNX, batch 1, archived."""
     model = make_model("tiny")
     x = torch.randn(1, 3, H, W)
-    path = tmp_path_factory.mktemp("onnx") / "da2.onnx"
-    torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["depth"], dynamo=False)
-    return model, x, path
+    folder = tmp_path_factory.mktemp("archive")
+    result = export_model(model, folder / "da2.tar.xz", input_size=(H, W))
+    with tarfile.open(result.path) as tar:
+        (folder / "da2.onnx").write_bytes(tar.extractfile("da2.onnx").read())
+    return model, x, result.path, folder / "da2.onnx"
 
 
-@pytest.mark.slow  # ~10 s on a busy 2-core runner: ONNX export and xz compression
-def test_archive_validates_and_runs(exported, tmp_path):
+@pytest.mark.slow  # ~10-30 s on a busy 2-core runner: ONNX export and xz compression
+def test_archive_validates_and_runs(exported):
     from luxonis_ml.nn_archive import Config, is_nn_archive
 
-    model, x, onnx_path = exported
-    archive = build_nn_archive(onnx_path, tmp_path / "da2.tar.xz", input_size=(W, H))
+    model, x, archive, _ = exported
     assert archive.is_file() and is_nn_archive(archive)
     with tarfile.open(archive) as tar:
         cfg = json.load(tar.extractfile("config.json"))
@@ -51,9 +53,12 @@ def test_archive_validates_and_runs(exported, tmp_path):
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
 
 
-def test_archive_refuses_bad_sizes(exported, tmp_path):
-    _, _, onnx_path = exported
+def test_archive_refuses_bad_sizes(exported, tmp_path, make_model):
+    _, _, _, onnx_path = exported
     with pytest.raises(ValueError, match="multiple of 14"):
         build_nn_archive(onnx_path, tmp_path / "a.tar.xz", input_size=(500, 518))
-    with pytest.raises(ValueError, match=r"expected input shape \[1, 3, 392, 518\], got \[1, 3, 518, 518\]"):
+    with pytest.raises(ValueError, match=r"expected input shape \[1, 3, 392, 518\], got \[1, 3, 42, 70\]"):
         build_nn_archive(onnx_path, tmp_path / "a.tar.xz", input_size=(518, 392))
+    with pytest.raises(ValueError, match="an NN archive holds a fixed-size model: expected input_size"):
+        export_model(make_model("tiny"), tmp_path / "b.tar.xz")
+    assert not list(tmp_path.iterdir())

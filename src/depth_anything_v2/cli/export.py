@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   depth-anything export --weights my.pth --format openvino --out my.xml        # OpenVINO IR, fp32 weights
   depth-anything export --model vits --format onnx --out vits_518x686.onnx --input-size 518x686
   depth-anything export --model vits --format openvino --out vits_int8.xml --precision int8 --calibration photos/
+  depth-anything export --model vits --format nnarchive --input-size 392x518 --out da2_vits.tar.xz   # OAK (RVC4)
 """
 
 
@@ -35,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--weights", type=Path, metavar="PATH", help="checkpoint (any form load_model accepts)")
     p.add_argument("--encoder", help="encoder of --weights (checked; inferred if omitted)")
     p.add_argument("--max-depth", type=float, help="metric model range in metres (20 indoor, 80 outdoor)")
-    p.add_argument("--format", choices=["onnx", "openvino"], help="default: from --out's suffix (.onnx / .xml)")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "openvino", "nnarchive"],
+        help="default: from --out's suffix (.onnx / .xml / .tar.xz: a Luxonis NN archive for OAK cameras)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -64,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
     stem = args.weights.stem if args.weights is not None else f"depth_anything_v2_{args.model or 'vits'}"
     out = args.out or (Path(stem + FORMATS[fmt]) if fmt else None)
     if out is None:
-        raise UsageError("expected --out PATH (.onnx or .xml) or --format")
+        raise UsageError("expected --out PATH (.onnx, .xml or .tar.xz) or --format")
     try:
         fmt = format_for(out, fmt)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if fmt == "nnarchive" and args.input_size is None:
+        raise UsageError("--format nnarchive: expected --input-size HxW (an NN archive holds a fixed-size model)")
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; choose another --out or pass --force")
     if args.calibration is not None and args.precision != "int8":

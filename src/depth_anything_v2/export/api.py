@@ -13,7 +13,7 @@ from .onnx import check_input_size, model_info
 
 logger = logging.getLogger(__name__)
 
-FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
+FORMATS = {"onnx": ".onnx", "openvino": ".xml", "nnarchive": ".tar.xz"}
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -28,15 +28,15 @@ class ExportResult:
 
 
 def format_for(out: str | os.PathLike, fmt: str | None) -> str:
-    suffix = Path(out).suffix.lower()
+    name = Path(out).name.lower()
     if fmt is None:
-        for name, ext in FORMATS.items():
-            if suffix == ext:
-                return name
-        raise ValueError(f"cannot tell the format from {out!r}: expected a .onnx or .xml path, or format=...")
+        for fmt_name, ext in FORMATS.items():
+            if name.endswith(ext):
+                return fmt_name
+        raise ValueError(f"cannot tell the format from {out!r}: expected a .onnx, .xml or .tar.xz path, or format=...")
     if fmt not in FORMATS:
         raise ValueError(f"expected format one of {sorted(FORMATS)}, got {fmt!r}")
-    if suffix != FORMATS[fmt]:
+    if not name.endswith(FORMATS[fmt]):
         raise ValueError(f"expected an output path ending in {FORMATS[fmt]} for format {fmt!r}, got {out}")
     return fmt
 
@@ -53,7 +53,8 @@ def export_model(
     max_depth: float | None = None,
     validate: bool = True,
 ) -> ExportResult:
-    """Export a model to ONNX (``.onnx``) or OpenVINO IR (``.xml`` + ``.bin``).
+    """Export a model to ONNX (``.onnx``), OpenVINO IR (``.xml`` + ``.bin``) or a Luxonis NN archive for OAK
+    cameras (``.tar.xz``: the fixed-size, batch-1 ONNX plus its ``config.json``; needs ``input_size``).
 
     Args:
         source: a ``DepthAnythingV2`` or anything :func:`depth_anything_v2.load_model` accepts (published name,
@@ -80,6 +81,8 @@ def export_model(
     info = model_info(source, input_size, precision, source=name)
     out = Path(out)
     accuracy = None
+    if fmt == "nnarchive":
+        return _export_nn_archive(source, out, input_size, precision, info, validate)
     if precision == "int8":
         from .quantize import export_int8
 
@@ -100,3 +103,37 @@ def export_model(
     if accuracy is not None:
         files.append(out.with_name(out.name + ".accuracy.json"))
     return ExportResult(out, files, info, accuracy)
+
+
+def _export_nn_archive(
+    model: DepthAnythingV2, out: Path, input_size: tuple[int, int] | None, precision: str, info, validate: bool
+) -> ExportResult:
+    """The fixed-size ONNX with its batch fixed to 1 (what RVC4 compilers take), packed by
+    :func:`depth_anything_v2.oak.archive.build_nn_archive` with the preprocessing in its config."""
+    import tempfile
+
+    from ..oak.archive import build_nn_archive
+    from .onnx import export_onnx
+
+    if input_size is None:
+        raise ValueError("an NN archive holds a fixed-size model: expected input_size (H, W), e.g. (392, 518)")
+    if precision != "fp32":
+        raise ValueError(f"NN archives are exported in fp32 (Luxonis' converter quantises for RVC4), got {precision}")
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / (out.name.removesuffix(".tar.xz") + ".onnx")
+        export_onnx(model, onnx_path, input_size=input_size, precision="fp32", info=info, validate=validate)
+        _fix_batch(onnx_path)
+        build_nn_archive(onnx_path, out, input_size=(input_size[1], input_size[0]))  # the archive speaks W x H
+    return ExportResult(out, [out], info, None)
+
+
+def _fix_batch(path: Path) -> None:
+    """Turn every symbolic dimension of the graph (the batch) into 1, in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param"):
+                dim.dim_value = 1
+    onnx.save(model, str(path))
