@@ -14,6 +14,7 @@ from depth_anything_v2.oak.archive import build_nn_archive
 
 pytest.importorskip("luxonis_ml")
 ort = pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.slow  # one more export (~7-30 s on 2 cores: tracing) and xz compression
 
 H, W = 42, 70  # not square and not the trained grid: the position-embedding resize is in the graph
 
@@ -30,7 +31,6 @@ def exported(tmp_path_factory, make_model):
     return model, x, result.path, folder / "da2.onnx"
 
 
-@pytest.mark.slow  # ~10-30 s on a busy 2-core runner: ONNX export and xz compression
 def test_archive_validates_and_runs(exported):
     from luxonis_ml.nn_archive import Config, is_nn_archive
 

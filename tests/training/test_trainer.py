@@ -407,7 +407,7 @@ def test_validation_scores_an_oracle_as_perfect_and_a_flipped_map_as_poor() -> N
         def __init__(self, maps: list[torch.Tensor]) -> None:
             super().__init__()
             self.weight = torch.nn.Parameter(torch.zeros(1))
-            self.maps, self.is_metric = maps, False
+            self.maps, self.is_metric, self.max_depth = maps, False, None
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             assert x.shape[-2:] == (56, 70)
