@@ -93,20 +93,6 @@ def test_validation_rejects_a_file_that_does_not_match(one_torch_thread):
         validate_export(random_model("tiny", seed=1), relative_onnx())
 
 
-def test_a_failed_export_leaves_nothing(tmp_path):
-    from depth_anything_v2.export._files import staged
-
-    with pytest.raises(RuntimeError), staged(tmp_path / "m.xml") as tmp:
-        tmp.write_text("xml")
-        tmp.with_suffix(".bin").write_bytes(b"bin")
-        raise RuntimeError("validation failed")
-    assert list(tmp_path.iterdir()) == []
-    with staged(tmp_path / "m.xml") as tmp:
-        tmp.write_text("xml")
-        tmp.with_suffix(".bin").write_bytes(b"bin")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]
-
-
 def test_backend_rejects_wrong_input_sizes():
     backend = OnnxRuntimeBackend(relative_onnx())
     with pytest.raises(ValueError, match=r"expected height and width divisible by 14, got \(50, 56\)"):

@@ -90,3 +90,16 @@ def test_atomic_file_commit_and_discard(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tar"]
     with pytest.raises(ValueError, match="expected a write mode"):
         atomic.AtomicFile(tmp_path / "z", "rb")
+
+
+def test_a_group_of_files_appears_together_or_not_at_all(tmp_path, umask_027):
+    with atomic.atomic_files(tmp_path / "model.xml") as xml:
+        xml.write_text("<net/>")
+        xml.with_suffix(".bin").write_bytes(b"w")
+        os.chmod(xml.with_suffix(".bin"), 0o600)
+        assert not (tmp_path / "model.xml").exists()  # nothing under a final name before the block ends
+    assert {p.name: _mode(p) for p in tmp_path.iterdir()} == {"model.xml": 0o640, "model.bin": 0o640}
+    with pytest.raises(RuntimeError), atomic.atomic_files(tmp_path / "other.xml") as xml:
+        xml.write_text("<net/>")
+        raise RuntimeError("validation failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.xml"]

@@ -174,7 +174,7 @@ def export_onnx(
         ExportError: the export failed or its outputs differ from PyTorch's (see :mod:`.validate`).
         ImportError: onnx/onnxscript/onnxruntime missing (names the ``export`` extra).
     """
-    from ._files import staged
+    from ..io.atomic import atomic_files
 
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"expected precision 'fp32' or 'fp16' for export_onnx, got {precision!r}")
@@ -185,7 +185,7 @@ def export_onnx(
     if precision == "fp16":
         proto = to_fp16(proto)
     set_metadata(proto, info)
-    with staged(path) as tmp:
+    with atomic_files(path) as tmp:
         save_proto(proto, tmp)
         if validate:
             from .validate import validate_export

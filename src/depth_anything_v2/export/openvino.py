@@ -50,7 +50,7 @@ def export_openvino(
     ``precision``: ``"fp32"`` (weights kept in fp32) or ``"fp16"`` (weights compressed to fp16). Validated with
     OpenVINO on the CPU at fp32 inference precision, against PyTorch, before anything is moved into place.
     """
-    from ._files import staged
+    from ..io.atomic import atomic_files
 
     path = Path(path)
     if path.suffix.lower() != ".xml":
@@ -65,7 +65,7 @@ def export_openvino(
         set_metadata(proto, info)
         save_proto(proto, onnx_path)
         ov_model = onnx_to_openvino(onnx_path, info)
-    with staged(path) as tmp:
+    with atomic_files(path) as tmp:
         save_ir(ov_model, tmp, precision)
         if validate:
             from .validate import validate_export

@@ -167,12 +167,12 @@ def quantize_file(
 ) -> Accuracy:
     """:func:`export_int8` from an fp32 ONNX export of ``model`` that exists already."""
     from ..inference.backends import open_backend
-    from ._files import staged
+    from ..io.atomic import atomic_files
     from .openvino import onnx_to_openvino, save_ir
 
     info = ModelInfo(**{**info.__dict__, "precision": "int8"})
     calib, held_out = split(calibration_tensors(calibration_dir, info.input_size or input_size))
-    with staged(out) as tmp:
+    with atomic_files(out) as tmp:
         if fmt == "onnx":
             quantize_onnx(fp32_onnx, tmp, calib)
             import onnx

@@ -27,6 +27,7 @@ from typing import IO, Any
 __all__ = [
     "AtomicFile",
     "atomic_directory",
+    "atomic_files",
     "atomic_path",
     "atomic_write",
     "atomic_write_bytes",
@@ -183,14 +184,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FileExistsError(f"{path}: exists and is not an empty folder; expected a new or empty folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMP_MARKER}"
-        try:
-            os.mkdir(tmp, 0o777)
-            break
-        except FileExistsError:
-            continue
+    tmp = _temp_folder(path)
     try:
         yield tmp
         if path.exists():
@@ -199,3 +193,39 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_files(path: str | Path) -> Iterator[Path]:
+    """For writers that put several files side by side (``model.xml`` + ``model.bin``, ``x.onnx`` + ``x.onnx.data``,
+    sidecars): yield a path with ``path``'s name inside a hidden temporary folder next to it. When the block
+    succeeds every file written there moves next to ``path`` (with the umask's mode, whatever the writer chose);
+    on an exception nothing is left under any final name."""
+    path = Path(path)
+    tmp = _temp_folder(path)
+    try:
+        yield tmp / path.name
+        mode = 0o666 & ~_umask()
+        for f in sorted(tmp.iterdir()):
+            os.chmod(f, mode)
+            os.replace(f, path.parent / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _temp_folder(path: Path) -> Path:
+    """A new hidden folder ``.<name>.<random>.partial`` beside ``path`` (mode ``0o777 & ~umask``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMP_MARKER}"
+        try:
+            os.mkdir(tmp, 0o777)
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
