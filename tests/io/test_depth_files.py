@@ -52,3 +52,20 @@ def test_hypersim_ray_distance_becomes_planar_depth():
         3.0 * (f / 2) / np.sqrt(((w / 2 - 1) / 2) ** 2 + ((h / 2 - 1) / 2) ** 2 + (f / 2) ** 2),
         rtol=1e-6,
     )
+
+
+def test_png16_counts_strict_and_lenient(tmp_path):
+    import cv2
+
+    counts = np.array([[0, 1, 65535], [256, 1000, 42]], np.uint16)
+    cv2.imwrite(str(tmp_path / "d.png"), counts)
+    np.testing.assert_array_equal(depth_files.read_png16(tmp_path / "d.png"), counts)
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.dstack([counts.astype(np.uint8)] * 3))
+    np.testing.assert_array_equal(depth_files.read_png16(tmp_path / "rgb.png", strict=False), counts.astype(np.uint8))
+    with pytest.raises(DepthFileError, match="expected a 16-bit single-channel PNG, got uint8"):
+        depth_files.read_png16(tmp_path / "rgb.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DepthFileError, match="not a readable PNG"):
+        depth_files.read_png16(tmp_path / "bad.png")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        depth_files.read_png16(tmp_path / "missing.png")

@@ -69,8 +69,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..configs import IMAGENET_MEAN, IMAGENET_STD
-from ..io.depth_files import hypersim_distance_to_depth, read_pfm, write_pfm
-from ..io.images import ImageReadError, read_image
+from ..io.depth_files import hypersim_distance_to_depth, read_pfm, read_png16, write_pfm
+from ..io.images import IMAGE_EXTENSIONS, ImageReadError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,6 @@ __all__ = [
 
 Target = Literal["disparity", "depth"]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 
 
@@ -230,17 +229,6 @@ def read_exr(path: str | Path) -> np.ndarray:
         raise SampleReadError(f"{path}: not a readable EXR file ({e})") from None
     pixels = np.asarray(pixels, np.float32)
     return pixels[..., 0] if pixels.ndim == 3 else pixels
-
-
-def _read_png16(path: Path) -> np.ndarray:
-    import cv2
-
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if array is None:
-        raise SampleReadError(f"{path}: not a readable PNG file")
-    if array.ndim == 3:
-        array = array[..., 0]
-    return array
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -463,7 +451,7 @@ class VirtualKITTI2(DepthDataset):
         return Path(*parts[:-1], name)
 
     def read_label(self, path: Path, image_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        raw = _read_png16(path)
+        raw = read_png16(path, strict=False)
         if raw.dtype != np.uint16:
             raise SampleReadError(f"{path}: expected a 16-bit PNG (centimetres), got {raw.dtype}")
         sky = raw == self.SKY_VALUE
@@ -585,7 +573,7 @@ class ImageDepthFolder(DepthDataset):
         super().__init__(root, **kwargs)
 
     def accept_image(self, path: Path) -> bool:
-        return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+        return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
     def key_for(self, image_rel: Path) -> str:
         rel = image_rel.relative_to(self.image_dir) if image_rel.parts[0] == self.image_dir else image_rel
@@ -602,7 +590,7 @@ class ImageDepthFolder(DepthDataset):
     def read_label(self, path: Path, image_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         suffix = path.suffix.lower()
         if suffix == ".png":
-            raw = _read_png16(path)
+            raw = read_png16(path, strict=False)
             sky = raw == self.png_sky_value if self.png_sky_value is not None else np.zeros(raw.shape, bool)
             value = raw.astype(np.float64) * self.unit_scale
             valid = (raw > 0) & ~sky

@@ -58,6 +58,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..io.atomic import AtomicFile
+from ..io.images import PORTABLE_IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ __all__ = [
     "write_image_shards",
 ]
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
+IMAGE_EXTS = tuple(e[1:] for e in PORTABLE_IMAGE_EXTENSIONS)  # field names: "jpg", "png", ...
 _PARTIAL = ".partial"
 
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..io import depth_files
 from ..io.depth_files import hypersim_distance_to_depth
 
 __all__ = [
@@ -92,18 +93,12 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def read_png16(path: str | Path) -> np.ndarray:
-    """A 16-bit single-channel PNG as uint16 ``(H, W)`` (KITTI and Virtual KITTI 2 depth)."""
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file")
-    data = cv2.imread(str(path), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
-    if data is None:
-        raise DatasetError(f"{path}: not a readable PNG")
-    if data.dtype != np.uint16 or data.ndim != 2:
-        raise DatasetError(f"{path}: expected a 16-bit single-channel PNG, got {data.dtype} with shape {data.shape}")
-    return data
+    """A 16-bit single-channel PNG as uint16 ``(H, W)`` (KITTI and Virtual KITTI 2 depth):
+    :func:`depth_anything_v2.io.depth_files.read_png16`, its errors as ``DatasetError`` (reported and skipped)."""
+    try:
+        return depth_files.read_png16(path)
+    except (FileNotFoundError, depth_files.DepthFileError) as e:
+        raise DatasetError(str(e)) from None
 
 
 #: The float32 tag that opens a Sintel ``.dpt`` file ("PIEH" read as a little-endian float).

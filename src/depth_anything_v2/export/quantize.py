@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from ..dpt import DepthAnythingV2
+from ..io.images import IMAGE_EXTENSIONS
 from .metadata import INPUT_NAME, ExportError, ModelInfo
 from .onnx import require, save_proto, set_metadata, to_onnx_proto
 
 logger = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def default_calibration_dir() -> Path:
@@ -41,7 +41,7 @@ def calibration_tensors(folder: str | os.PathLike | None, input_size: int | tupl
     from ..io.images import read_image
 
     folder = Path(folder) if folder is not None else default_calibration_dir()
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
     if len(files) < 2:
         raise ValueError(f"expected a folder with at least 2 images for int8 calibration, got {folder} ({len(files)})")
     out = []

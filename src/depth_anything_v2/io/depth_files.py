@@ -5,8 +5,9 @@
 - Hypersim's ``depth_meters`` is the distance along each pixel's ray, not planar depth:
   :func:`hypersim_distance_to_depth` converts it as the reference's metric trainer does.
 
-16-bit PNG depth (relative with its range, or millimetres) lives in :mod:`depth_anything_v2.io.outputs`
-(``write_depth_png16`` / ``read_depth_png16``).
+- 16-bit PNG depth maps as datasets store them (KITTI: 1/256 m, Virtual KITTI 2: cm, folders: mm):
+  :func:`read_png16` gives the raw uint16 counts; the caller applies the unit. The toolkit's own 16-bit PNG
+  outputs (with their range in a text chunk) are read by :func:`depth_anything_v2.io.outputs.read_depth_png16`.
 """
 
 from __future__ import annotations
@@ -79,3 +80,26 @@ def hypersim_distance_to_depth(distance_m: np.ndarray, focal_px: float | None = 
     x = np.linspace(-0.5 * width + 0.5, 0.5 * width - 0.5, width, dtype=np.float64)[None, :]
     y = np.linspace(-0.5 * height + 0.5, 0.5 * height - 0.5, height, dtype=np.float64)[:, None]
     return (distance_m * (f / np.sqrt(x * x + y * y + f * f))).astype(np.float32)
+
+
+def read_png16(path: str | Path, *, strict: bool = True) -> np.ndarray:
+    """A single-channel PNG's raw counts as ``(H, W)``: uint16 (``strict``), or also 8-bit and the first channel
+    of a colour image (``strict=False``, for folders of user-made depth maps).
+
+    Raises:
+        FileNotFoundError: no such file.
+        DepthFileError: not a readable image, or (``strict``) not 16-bit single-channel.
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise DepthFileError(f"{path}: not a readable PNG")
+    if not strict and data.ndim == 3:
+        data = data[..., 0]
+    if strict and (data.dtype != np.uint16 or data.ndim != 2):
+        raise DepthFileError(f"{path}: expected a 16-bit single-channel PNG, got {data.dtype} with shape {data.shape}")
+    return data

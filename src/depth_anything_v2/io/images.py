@@ -41,12 +41,15 @@ logger = logging.getLogger(__name__)
 #: Default pixel limit of ``read_image`` (100 MP: a 12000 x 8000 photo passes, a 100000 x 2000 panorama not).
 DEFAULT_MAX_PIXELS = 100_000_000
 
-#: File extensions that ``read_image`` is expected to decode (lower case, with the dot). Used by ``inputs`` to
-#: pick images out of folders.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".ppm",
-     ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif"}
-)  # fmt: skip
+#: The formats every common decoder reads (OpenCV, Pillow, webdataset-style shard readers): what shards may store
+#: as a sample's own bytes (``data.shards.IMAGE_EXTS``). Lower case, with the dot.
+PORTABLE_IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+#: The one list of file extensions that ``read_image`` is expected to decode (lower case, with the dot): how
+#: ``inputs``, dataset folders and calibration folders pick images out of a folder.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(PORTABLE_IMAGE_EXTENSIONS) | {
+    ".jpe", ".jfif", ".dib", ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif"
+}  # fmt: skip
 
 _warned_truncated = False
 _pillow_guard_lock = threading.Lock()
