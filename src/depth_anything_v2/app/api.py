@@ -49,6 +49,7 @@ from .service import (
     API_FORMATS,
     DepthService,
     InvalidParameterError,
+    Limits,
     PayloadTooLargeError,
     RequestError,
     ResultStore,
@@ -230,11 +231,6 @@ def create_app(
     images, the downloads and copies of the bundled examples) and its static assets.
     """
     fastapi = _require("fastapi")
-    from fastapi import Request
-    from fastapi.responses import JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
-    from starlette.datastructures import UploadFile
-
     from .. import __version__
 
     app = fastapi.FastAPI(
@@ -246,37 +242,32 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.service = service
+    _add_api_routes(app, service)
+    # Outermost: the cap applies before FastAPI or Starlette read anything.
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=service.limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES, prefix="/api/"
+    )
+    if ui:
+        app = _mount_ui(app, service, workspace, examples)
+    return app
+
+
+def _add_api_routes(app: Any, service: DepthService) -> None:
+    """``POST /api/depth``, ``GET /api/info``, ``GET /api/health``, and request errors as JSON with their status."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+
     limits = service.limits
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
-    async def read_upload(request: Request) -> bytes:
-        ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
-            form = await request.form(max_files=1, max_fields=16)
-            try:
-                upload = form.get("image")
-                if upload is None:  # accept a single file under any field name
-                    upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
-                if not isinstance(upload, UploadFile):
-                    raise InvalidParameterError(
-                        f"expected the image as a file field 'image' (curl -F image=@photo.jpg), got fields "
-                        f"{sorted(form.keys())}"
-                    )
-                data = await upload.read(limits.max_upload_bytes + 1)
-            finally:
-                await form.close()
-        else:
-            data = await request.body()
-        check_upload_size(len(data), limits)
-        return data
-
     @app.post("/api/depth", summary="Depth map of an image", openapi_extra=_DEPTH_OPENAPI)
     async def depth(request: Request, format: Literal["png16", "npy"] = "png16", model: str | None = None) -> Any:
         """Depth of the uploaded image as a 16-bit PNG (``format=png16``) or float32 ``.npy`` (``format=npy``)."""
-        data = await read_upload(request)
+        data = await _read_upload(request, limits)
         prediction = await run_in_threadpool(service.predict, data, model)
         body, media_type, filename, meta = await run_in_threadpool(encode, prediction, format)
         headers = {
@@ -298,37 +289,59 @@ def create_app(
     def health() -> dict:
         return {"status": "ok"}
 
-    # Outermost: the cap applies before FastAPI or Starlette read anything.
-    app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES, prefix="/api/"
+
+async def _read_upload(request: Any, limits: Limits) -> bytes:
+    """The uploaded image's bytes: a multipart file field (``image``, or the only file) or the raw body."""
+    from starlette.datastructures import UploadFile
+
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=16)
+        try:
+            upload = form.get("image")
+            if upload is None:  # accept a single file under any field name
+                upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
+            if not isinstance(upload, UploadFile):
+                raise InvalidParameterError(
+                    f"expected the image as a file field 'image' (curl -F image=@photo.jpg), got fields "
+                    f"{sorted(form.keys())}"
+                )
+            data = await upload.read(limits.max_upload_bytes + 1)
+        finally:
+            await form.close()
+    else:
+        data = await request.body()
+    check_upload_size(len(data), limits)
+    return data
+
+
+def _mount_ui(app: Any, service: DepthService, workspace: Workspace, examples: list[Path] | None) -> Any:
+    """``app`` with the Gradio page mounted at ``/``, serving files only from its cache under ``workspace``."""
+    gr = _require("gradio")
+    from .gradio_app import build_ui
+
+    store = ResultStore(workspace.results_dir)
+    demo = build_ui(service, store, examples=examples)
+    demo.queue(default_concurrency_limit=1, max_size=service.max_pending)
+    app = gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        allowed_paths=[],
+        max_file_size=service.limits.max_upload_bytes,
+        # Only gr.Error messages (the service's own) reach the browser: other exceptions can carry server paths.
+        show_error=False,
+        ssr_mode=False,
+        mcp_server=False,
+        run_history=False,
+        footer_links=["gradio"],
     )
-
-    if ui:
-        gr = _require("gradio")
-        from .gradio_app import build_ui
-
-        store = ResultStore(workspace.results_dir)
-        demo = build_ui(service, store, examples=examples)
-        demo.queue(default_concurrency_limit=1, max_size=service.max_pending)
-        app = gr.mount_gradio_app(
-            app,
-            demo,
-            path="/",
-            allowed_paths=[],
-            max_file_size=limits.max_upload_bytes,
-            # Only gr.Error messages (the service's own) reach the browser: other exceptions can carry server paths.
-            show_error=False,
-            ssr_mode=False,
-            mcp_server=False,
-            run_history=False,
-            footer_links=["gradio"],
-        )
-        # Gradio checks that a file path sent as an event input was uploaded (is in its cache) only once the Blocks
-        # "has launched", which launch() records and mount_gradio_app() (gradio 6.31) does not: without this, an
-        # API call with {"path": "/etc/passwd"} gets that file copied into the cache, from where it is served.
-        # tests/app/test_api.py::test_forged_file_path_is_refused covers it.
-        demo.has_launched = True
-        app.state.result_store = store
+    # Gradio checks that a file path sent as an event input was uploaded (is in its cache) only once the Blocks
+    # "has launched", which launch() records and mount_gradio_app() (gradio 6.31) does not: without this, an
+    # API call with {"path": "/etc/passwd"} gets that file copied into the cache, from where it is served.
+    # tests/app/test_api.py::test_forged_file_path_is_refused covers it.
+    demo.has_launched = True
+    app.state.result_store = store
     return app
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,31 @@ def build_ui(
     ``depth-slider``, ``values-tab``, ``depth-image``, ``colorbar``, ``summary``, ``readout``, ``downloads``.
     """
     gr = require_gradio()
-    from ..io.outputs import available_colormaps
-
     examples = example_images() if examples is None else examples
-    model_choices = [(_model_label(service, n), n) for n in service.model_names()]
-    limits = service.limits
+    run, readout = _image_handlers(gr, service, store)
+    run_video = _video_handler(gr, service, store)
+    with gr.Blocks(title="Depth Anything V2", analytics_enabled=False, delete_cache=delete_cache) as demo:
+        limits = service.limits
+        gr.Markdown(
+            "## Depth Anything V2\nUpload a photo (or pick an example) to estimate its depth. Limits: "
+            f"{limits.max_upload_bytes / 2**20:.3g} MiB, {limits.max_pixels / 1e6:g} megapixels, videos up to "
+            f"{limits.max_video_frames} frames. Programs can call `POST /api/depth` (see `/api/docs`)."
+        )
+        ui: dict[str, Any] = {"key": gr.State("")}
+        ui.update(_model_row(gr, service, colormap))
+        with gr.Tabs():
+            with gr.Tab("Image", id="image-tab"), gr.Row():
+                ui.update(_image_inputs(gr, examples))
+                ui.update(_image_results(gr))
+            with gr.Tab("Video", id="video-tab"), gr.Row():
+                ui.update(_video_panel(gr))
+        _wire_events(gr, ui, run, readout, run_video)
+    return demo
 
+
+def _image_handlers(gr: Any, service: DepthService, store: ResultStore) -> tuple[Callable, Callable]:
+    """The image tab's event handlers: ``run`` (predict, write the downloads) and ``readout`` (value on click)."""
+    limits = service.limits
     cleared = (None, None, "", "", None, "", "")
 
     def run(image_path: str | None, model: str, cmap: str) -> tuple:
@@ -151,6 +171,13 @@ def build_ui(
             return "This result is no longer in memory: press *Compute depth* again."
         return value_readout(prediction, int(evt.index[0]), int(evt.index[1]))
 
+    return run, readout
+
+
+def _video_handler(gr: Any, service: DepthService, store: ResultStore) -> Callable:
+    """The video tab's event handler: depth of every frame, a side-by-side video and the downloads."""
+    limits = service.limits
+
     def run_video(
         video_path: str | None,
         model: str,
@@ -185,112 +212,142 @@ def build_ui(
         sbs, npy, meta = (folder / f"{stem}{suffix}" for suffix in ("_sbs.mp4", "_depth.npy", "_depth.json"))
         return str(sbs), video_summary_markdown(json.loads(meta.read_text())), [str(npy), str(meta), str(sbs)]
 
-    with gr.Blocks(title="Depth Anything V2", analytics_enabled=False, delete_cache=delete_cache) as demo:
-        gr.Markdown(
-            "## Depth Anything V2\nUpload a photo (or pick an example) to estimate its depth. Limits: "
-            f"{limits.max_upload_bytes / 2**20:.3g} MiB, {limits.max_pixels / 1e6:g} megapixels, videos up to "
-            f"{limits.max_video_frames} frames. Programs can call `POST /api/depth` (see `/api/docs`)."
+    return run_video
+
+
+def _model_row(gr: Any, service: DepthService, colormap: str) -> dict[str, Any]:
+    """The model and colormap dropdowns, shared by both tabs."""
+    from ..io.outputs import available_colormaps
+
+    model_choices = [(_model_label(service, n), n) for n in service.model_names()]
+    with gr.Row():
+        model = gr.Dropdown(
+            model_choices,
+            value=service.default_model,
+            label="Model",
+            interactive=len(model_choices) > 1,
+            elem_id="model",
         )
-        key = gr.State("")
-        with gr.Row():
-            model = gr.Dropdown(
-                model_choices,
-                value=service.default_model,
-                label="Model",
-                interactive=len(model_choices) > 1,
-                elem_id="model",
+        cmap = gr.Dropdown(available_colormaps(), value=colormap, label="Colormap", elem_id="colormap")
+    return {"model": model, "cmap": cmap}
+
+
+def _image_inputs(gr: Any, examples: list[Path]) -> dict[str, Any]:
+    """The image tab's left column: the upload, the button and the examples."""
+    with gr.Column(scale=1):
+        image = _hand_over_uploads_undecoded(
+            gr.Image(
+                type="filepath",
+                image_mode=None,
+                sources=["upload", "clipboard"],
+                label="Image",
+                elem_id="input-image",
             )
-            cmap = gr.Dropdown(available_colormaps(), value=colormap, label="Colormap", elem_id="colormap")
+        )
+        button = gr.Button("Compute depth", variant="primary", elem_id="run")
+        # A dataset rather than gr.Examples: picking an example must set a plain value (see above).
+        example_set = (
+            gr.Dataset(
+                components=[image],
+                # Copies in Gradio's cache (it serves nothing else): what a click puts in the input.
+                samples=[[image.move_resource_to_block_cache(p)] for p in examples],
+                label="Examples",
+                type="values",
+            )
+            if examples
+            else None
+        )
+    return {"image": image, "button": button, "example_set": example_set}
+
+
+def _image_results(gr: Any) -> dict[str, Any]:
+    """The image tab's right column: comparison slider, clickable depth, colorbar, summary and downloads."""
+    with gr.Column(scale=2):
         with gr.Tabs():
-            with gr.Tab("Image", id="image-tab"), gr.Row():
-                with gr.Column(scale=1):
-                    image = _hand_over_uploads_undecoded(
-                        gr.Image(
-                            type="filepath",
-                            image_mode=None,
-                            sources=["upload", "clipboard"],
-                            label="Image",
-                            elem_id="input-image",
-                        )
-                    )
-                    button = gr.Button("Compute depth", variant="primary", elem_id="run")
-                    # A dataset rather than gr.Examples: picking an example must set a plain value (see above).
-                    example_set = (
-                        gr.Dataset(
-                            components=[image],
-                            # Copies in Gradio's cache (it serves nothing else): what a click puts in the input.
-                            samples=[[image.move_resource_to_block_cache(p)] for p in examples],
-                            label="Examples",
-                            type="values",
-                        )
-                        if examples
-                        else None
-                    )
-                with gr.Column(scale=2):
-                    with gr.Tabs():
-                        with gr.Tab("Compare", id="compare"):
-                            slider = gr.ImageSlider(
-                                label="Image | depth (drag the handle)",
-                                type="numpy",
-                                interactive=False,
-                                elem_id="depth-slider",
-                            )
-                        with gr.Tab("Depth values", id="values", elem_id="values-tab"):
-                            # gr.ImageSlider reports no click position (gradio 6.31); gr.Image does, in pixels.
-                            depth_view = gr.Image(
-                                label="Depth (click for the value)",
-                                type="numpy",
-                                interactive=False,
-                                elem_id="depth-image",
-                            )
-                    colorbar = gr.HTML(elem_id="colorbar")
-                    readout_md = gr.Markdown(elem_id="readout")
-                    summary = gr.Markdown(elem_id="summary")
-                    files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
-            with gr.Tab("Video", id="video-tab"), gr.Row():
-                with gr.Column(scale=1):
-                    video_in = gr.Video(sources=["upload"], label="Video", elem_id="input-video")
-                    stabilize = gr.Checkbox(
-                        label="Stabilise the depth scale over time (display only; the .npy keeps raw values)"
-                    )
-                    video_button = gr.Button("Compute video depth", variant="primary", elem_id="run-video")
-                with gr.Column(scale=2):
-                    video_out = gr.Video(label="Video | depth", interactive=False, elem_id="depth-video")
-                    video_summary = gr.Markdown(elem_id="video-summary")
-                    video_files = gr.File(
-                        label="Downloads", file_count="multiple", interactive=False, elem_id="video-downloads"
-                    )
-        # Not image.change: it fires twice for one upload over an existing image (two predictions). An upload, a
-        # picked example and a removed image are the events that change the input.
-        run_io = {
-            "inputs": [image, model, cmap],
-            "outputs": [slider, depth_view, colorbar, summary, files, key, readout_md],
-        }
-        gr.on(
-            [button.click, image.upload, image.clear, model.change, cmap.change],
-            run,
-            **run_io,
-            api_name="predict",
-            concurrency_limit=1,
-        )
-        if example_set is not None:  # the example into the input, then the prediction
-            example_set.click(
-                lambda sample: sample[0],
-                [example_set],
-                [image],
-                api_name=False,
-                queue=False,  # Gradio's copy
-            ).then(run, **run_io, api_name=False, concurrency_limit=1)
-        # No model involved: not queued behind predictions.
-        depth_view.select(readout, inputs=[key], outputs=[readout_md], api_name=False, concurrency_limit=None)
-        video_button.click(
-            run_video,
-            inputs=[video_in, model, cmap, stabilize],
-            outputs=[video_out, video_summary, video_files],
-            api_name="predict_video",
-            concurrency_limit=1,
-        )
-    return demo
+            with gr.Tab("Compare", id="compare"):
+                slider = gr.ImageSlider(
+                    label="Image | depth (drag the handle)",
+                    type="numpy",
+                    interactive=False,
+                    elem_id="depth-slider",
+                )
+            with gr.Tab("Depth values", id="values", elem_id="values-tab"):
+                # gr.ImageSlider reports no click position (gradio 6.31); gr.Image does, in pixels.
+                depth_view = gr.Image(
+                    label="Depth (click for the value)",
+                    type="numpy",
+                    interactive=False,
+                    elem_id="depth-image",
+                )
+        colorbar = gr.HTML(elem_id="colorbar")
+        readout_md = gr.Markdown(elem_id="readout")
+        summary = gr.Markdown(elem_id="summary")
+        files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+    return {
+        "slider": slider,
+        "depth_view": depth_view,
+        "colorbar": colorbar,
+        "readout_md": readout_md,
+        "summary": summary,
+        "files": files,
+    }
+
+
+def _video_panel(gr: Any) -> dict[str, Any]:
+    """The video tab's two columns: the upload, the stabilise option and the button; the result and downloads."""
+    with gr.Column(scale=1):
+        video_in = gr.Video(sources=["upload"], label="Video", elem_id="input-video")
+        stabilize = gr.Checkbox(label="Stabilise the depth scale over time (display only; the .npy keeps raw values)")
+        video_button = gr.Button("Compute video depth", variant="primary", elem_id="run-video")
+    with gr.Column(scale=2):
+        video_out = gr.Video(label="Video | depth", interactive=False, elem_id="depth-video")
+        video_summary = gr.Markdown(elem_id="video-summary")
+        video_files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="video-downloads")
+    return {
+        "video_in": video_in,
+        "stabilize": stabilize,
+        "video_button": video_button,
+        "video_out": video_out,
+        "video_summary": video_summary,
+        "video_files": video_files,
+    }
+
+
+def _wire_events(gr: Any, ui: dict[str, Any], run: Callable, readout: Callable, run_video: Callable) -> None:
+    """Connect the widgets in ``ui`` to the handlers; predictions queue one at a time."""
+    image, model, cmap, example_set = ui["image"], ui["model"], ui["cmap"], ui["example_set"]
+    # Not image.change: it fires twice for one upload over an existing image (two predictions). An upload, a
+    # picked example and a removed image are the events that change the input.
+    run_io = {
+        "inputs": [image, model, cmap],
+        "outputs": [ui[k] for k in ("slider", "depth_view", "colorbar", "summary", "files", "key", "readout_md")],
+    }
+    gr.on(
+        [ui["button"].click, image.upload, image.clear, model.change, cmap.change],
+        run,
+        **run_io,
+        api_name="predict",
+        concurrency_limit=1,
+    )
+    if example_set is not None:  # the example into the input, then the prediction
+        example_set.click(
+            lambda sample: sample[0],
+            [example_set],
+            [image],
+            api_name=False,
+            queue=False,  # Gradio's copy
+        ).then(run, **run_io, api_name=False, concurrency_limit=1)
+    # No model involved: not queued behind predictions.
+    ui["depth_view"].select(
+        readout, inputs=[ui["key"]], outputs=[ui["readout_md"]], api_name=False, concurrency_limit=None
+    )
+    ui["video_button"].click(
+        run_video,
+        inputs=[ui["video_in"], model, cmap, ui["stabilize"]],
+        outputs=[ui["video_out"], ui["video_summary"], ui["video_files"]],
+        api_name="predict_video",
+        concurrency_limit=1,
+    )
 
 
 def _file_sha256(path: Path, max_bytes: int) -> str:

@@ -8,9 +8,13 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from . import EXIT_FAILURES, EXIT_MODEL_UNAVAILABLE, EXIT_OK, UsageError
 from .common import add_model_arguments, backend_options, licence_notice
+
+if TYPE_CHECKING:
+    from ..app.service import DepthService, ModelChoice, ModelManager
 
 logger = logging.getLogger(__name__)
 
@@ -85,43 +89,14 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve the page and the API until Ctrl-C or SIGTERM; the exit code."""
     _check_args(args)
-    import importlib.util
+    _check_packages(args.no_ui)
+    from ..app.api import is_loopback
+    from ..app.service import DepthService, Limits
 
-    # Only look for the packages here: Gradio must be imported after the app points GRADIO_TEMP_DIR at its own
-    # temporary folder (some of its paths are fixed at import time).
-    needed = ["fastapi", "uvicorn"] + ([] if args.no_ui else ["gradio"])
-    missing = [name for name in needed if importlib.util.find_spec(name) is None]
-    if missing:
-        raise UsageError(f"the app needs {', '.join(missing)}: pip install 'depth-anything-v2[app]'")
-    from ..app.api import is_loopback, running_app
-    from ..app.service import DepthService, Limits, ModelChoice, ModelManager, RequestError, published_choices
-    from ..weights.loading import ModelUnavailableError as ModelNotAvailable
-
-    if args.weights is not None:
-        default = ModelChoice.weights(args.weights, encoder=args.encoder, max_depth=args.max_depth)
-    else:
-        default = ModelChoice.published(args.model or "vits")
-        if args.encoder is not None or args.max_depth is not None:
-            default = ModelChoice(
-                default.name,
-                default.source,
-                args.encoder or default.encoder,
-                args.max_depth if args.max_depth is not None else default.max_depth,
-                default.description,
-                default.license,
-                is_published=True,
-            )
-    choices = [default] + ([] if args.fixed_model else [c for c in published_choices() if c.name != default.name])
-    models = ModelManager(
-        choices,
-        default=default.name,
-        max_loaded=args.max_loaded_models,
-        input_size=args.input_size,
-        device=args.device,
-        precision=args.precision,
-        runtime=backend_options(args),
-    )
+    default = _default_choice(args)
+    models = _model_manager(args, default)
     limits = Limits(
         max_upload_bytes=round(args.max_upload_mb * 2**20),
         max_pixels=round(args.max_megapixels * 1e6),
@@ -130,22 +105,87 @@ def run(args: argparse.Namespace) -> int:
     )
     service = DepthService(models, limits, max_pending=args.max_queue)
     print(licence_notice(default.name) or f"loading model {default.name} ...", file=sys.stderr, flush=True)
-    try:
-        # Load once, now (downloading a published model if needed): a bad checkpoint fails here, not on the first
-        # request, and the operator sees the full reason.
-        models.get(default.name, download=True)
-    except RequestError as e:
-        cause = e.__cause__ or e
-        if isinstance(cause, ModelNotAvailable):  # its message names the model and the ways out
-            print(f"depth-anything app: error: {cause}", file=sys.stderr)
-            return EXIT_MODEL_UNAVAILABLE
-        print(f"depth-anything app: error: model {default.name!r} could not be loaded: {cause}", file=sys.stderr)
-        return EXIT_FAILURES
+    failure = _load_default(models, default.name)
+    if failure is not None:
+        return failure
     if not is_loopback(args.host):
         print(
             f"warning: listening on {args.host}: anyone who can reach this machine can use the app",
             file=sys.stderr,
         )
+    return _serve(service, args, default.name)
+
+
+def _check_packages(no_ui: bool) -> None:
+    """Raise a ``UsageError`` with the install hint if FastAPI, uvicorn or (for the page) Gradio is missing."""
+    import importlib.util
+
+    # Only look for the packages here: Gradio must be imported after the app points GRADIO_TEMP_DIR at its own
+    # temporary folder (some of its paths are fixed at import time).
+    needed = ["fastapi", "uvicorn"] + ([] if no_ui else ["gradio"])
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"the app needs {', '.join(missing)}: pip install 'depth-anything-v2[app]'")
+
+
+def _default_choice(args: argparse.Namespace) -> ModelChoice:
+    """The model served by default: ``--weights``, or the published ``--model`` with any overrides."""
+    from ..app.service import ModelChoice
+
+    if args.weights is not None:
+        return ModelChoice.weights(args.weights, encoder=args.encoder, max_depth=args.max_depth)
+    default = ModelChoice.published(args.model or "vits")
+    if args.encoder is not None or args.max_depth is not None:
+        default = ModelChoice(
+            default.name,
+            default.source,
+            args.encoder or default.encoder,
+            args.max_depth if args.max_depth is not None else default.max_depth,
+            default.description,
+            default.license,
+            is_published=True,
+        )
+    return default
+
+
+def _model_manager(args: argparse.Namespace, default: ModelChoice) -> ModelManager:
+    """The models offered (the default, then the published ones unless ``--fixed-model``) and how they run."""
+    from ..app.service import ModelManager, published_choices
+
+    choices = [default] + ([] if args.fixed_model else [c for c in published_choices() if c.name != default.name])
+    return ModelManager(
+        choices,
+        default=default.name,
+        max_loaded=args.max_loaded_models,
+        input_size=args.input_size,
+        device=args.device,
+        precision=args.precision,
+        runtime=backend_options(args),
+    )
+
+
+def _load_default(models: ModelManager, name: str) -> int | None:
+    """Load the default model now; on failure print why and return the exit code (None when it loaded)."""
+    from ..app.service import RequestError
+    from ..weights.loading import ModelUnavailableError as ModelNotAvailable
+
+    try:
+        # Load once, now (downloading a published model if needed): a bad checkpoint fails here, not on the first
+        # request, and the operator sees the full reason.
+        models.get(name, download=True)
+    except RequestError as e:
+        cause = e.__cause__ or e
+        if isinstance(cause, ModelNotAvailable):  # its message names the model and the ways out
+            print(f"depth-anything app: error: {cause}", file=sys.stderr)
+            return EXIT_MODEL_UNAVAILABLE
+        print(f"depth-anything app: error: model {name!r} could not be loaded: {cause}", file=sys.stderr)
+        return EXIT_FAILURES
+    return None
+
+
+def _serve(service: DepthService, args: argparse.Namespace, model_name: str) -> int:
+    """Run the server until Ctrl-C or SIGTERM (its temporary folder is deleted on the way out); the exit code."""
+    from ..app.api import running_app
 
     stop = threading.Event()
     main_thread = threading.current_thread() is threading.main_thread()
@@ -154,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with running_app(service, args.host, args.port, ui=not args.no_ui) as server:
             # One line on stdout with the address (scripts read it; --port 0 picks a free port).
-            print(f"depth-anything app: serving {default.name} on {server.url}/ (API: {server.url}/api/depth)")
+            print(f"depth-anything app: serving {model_name} on {server.url}/ (API: {server.url}/api/depth)")
             sys.stdout.flush()
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: leave the with blocks, which clean up
                 server.wait(stop)

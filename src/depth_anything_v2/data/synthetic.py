@@ -354,116 +354,158 @@ def _shade_texture(tex: dict[str, Any], uv: np.ndarray, footprint: np.ndarray, n
 
 
 # --------------------------------------------------------------------------------------- scene sampler
+# The samplers below draw from ``rng`` in a fixed order: scenes are reproducible from their seed, so any change
+# to the order of the draws changes every rendered scene.
 def _sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> tuple[str, list[_Shape], dict[str, Any]]:
+    """A random scene: its kind, its shapes and its environment (camera height, lights, sky colours)."""
     indoor = rng.random() < cfg.indoor_probability
-    shapes: list[_Shape] = []
     cam_h = rng.uniform(*cfg.camera_height_m)
     env: dict[str, Any] = {"camera_height": cam_h}
-    if indoor:
-        ceil = max(cam_h + rng.uniform(0.6, 1.6), 2.4)
-        half_w = rng.uniform(2.0, 5.0)
-        back = rng.uniform(4.0, 14.0)
-        # The room shell reaches slightly below the floor plane so the floor (its own texture) always wins.
+    shapes, lighting = _sample_room(rng, cfg, cam_h) if indoor else _sample_outdoors(rng, cfg)
+    env.update(lighting)
+    return ("indoor" if indoor else "outdoor"), shapes, env
+
+
+def _sample_room(rng: np.random.Generator, cfg: SceneConfig, cam_h: float) -> tuple[list[_Shape], dict[str, Any]]:
+    """A room (shell and floor) with furniture-like boxes, spheres and poles, lit from near the ceiling."""
+    ceil = max(cam_h + rng.uniform(0.6, 1.6), 2.4)
+    half_w = rng.uniform(2.0, 5.0)
+    back = rng.uniform(4.0, 14.0)
+    # The room shell reaches slightly below the floor plane so the floor (its own texture) always wins.
+    shell = _Box(
+        [rng.uniform(-0.5, 0.5), ceil / 2 - 0.05, back / 2 - 0.5],
+        [half_w, ceil / 2 + 0.05, back / 2 + 0.5],
+        0.0,
+        _random_texture(rng, (0.5, 3.0)),
+        inside=True,
+    )
+    floor = _Plane(0.0, _random_texture(rng, (0.8, 4.0)))  # floor with its own texture
+    shapes = [shell, floor, *_sample_furniture(rng, cfg, ceil, half_w, back)]
+    light = np.array([rng.uniform(-1, 1), ceil - 0.1, rng.uniform(-0.5, 1.0)])
+    lighting = {
+        "indoor": True,
+        "light": light,
+        "light_falloff": rng.uniform(3.0, 8.0),
+        "ambient": rng.uniform(0.15, 0.3),
+    }
+    return shapes, lighting
+
+
+def _sample_furniture(
+    rng: np.random.Generator, cfg: SceneConfig, ceil: float, half_w: float, back: float
+) -> list[_Shape]:
+    """Boxes on the floor, spheres and floor-to-ceiling poles inside a room ``2 half_w`` wide, ``back`` deep."""
+    shapes: list[_Shape] = []
+    for _ in range(rng.integers(2, 7) * cfg.objects):
+        w, h, dd = rng.uniform(0.3, 1.5), rng.uniform(0.3, 2.0), rng.uniform(0.3, 1.5)
+        x = rng.uniform(-half_w + w, half_w - w)
+        z = rng.uniform(1.5, max(back - dd, 2.0))
+        shapes.append(_Box([x, h / 2, z], [w / 2, h / 2, dd / 2], rng.uniform(0, np.pi), _random_texture(rng)))
+    for _ in range(rng.integers(0, 3) * cfg.objects):
+        r = rng.uniform(0.15, 0.6)
+        shapes.append(
+            _Sphere(
+                [rng.uniform(-half_w, half_w), r + rng.uniform(0, 1.0), rng.uniform(1.5, back)],
+                r,
+                _random_texture(rng, (2.0, 8.0)),
+            )
+        )
+    for _ in range(rng.integers(0, 4) * cfg.objects):
+        shapes.append(
+            _Cylinder(
+                [rng.uniform(-half_w, half_w), 0.0, rng.uniform(1.0, back)],
+                rng.uniform(0.02, 0.06),
+                (0.0, ceil),
+                1,
+                _random_texture(rng, (2.0, 8.0)),
+            )
+        )
+    return shapes
+
+
+def _sample_outdoors(rng: np.random.Generator, cfg: SceneConfig) -> tuple[list[_Shape], dict[str, Any]]:
+    """A ground disc with buildings and thin structures, under a sun and a hazy sky."""
+    shapes: list[_Shape] = [_Plane(0.0, _random_texture(rng, (0.3, 2.5)), radius=cfg.max_distance)]
+    shapes += _sample_buildings(rng, cfg)
+    shapes += _sample_street_objects(rng, cfg)
+    return shapes, _sample_daylight(rng)
+
+
+def _sample_buildings(rng: np.random.Generator, cfg: SceneConfig) -> list[_Shape]:
+    """Boxes from 3 to 80 m away, and sometimes a far wall (a row of buildings) across the view."""
+    shapes: list[_Shape] = []
+    for _ in range(rng.integers(3, 10) * cfg.objects):
+        z = np.exp(rng.uniform(np.log(3.0), np.log(80.0)))
+        # Width and depth at most ~half the distance: near objects stay small enough not to fill the view.
+        w, dd = rng.uniform(0.5, min(6.0, 0.2 + 0.5 * z), size=2)
+        h = np.exp(rng.uniform(np.log(0.5), np.log(12.0)))
+        x = rng.uniform(-0.8, 0.8) * z + rng.uniform(-2, 2)
+        shapes.append(_Box([x, h / 2, z], [w / 2, h / 2, dd / 2], rng.uniform(0, np.pi), _random_texture(rng)))
+    if rng.random() < 0.5 * cfg.objects:  # a far wall / building row across the view
+        z = rng.uniform(30.0, 150.0)
+        h = rng.uniform(5.0, 30.0)
         shapes.append(
             _Box(
-                [rng.uniform(-0.5, 0.5), ceil / 2 - 0.05, back / 2 - 0.5],
-                [half_w, ceil / 2 + 0.05, back / 2 + 0.5],
-                0.0,
-                _random_texture(rng, (0.5, 3.0)),
-                inside=True,
+                [rng.uniform(-20, 20), h / 2, z],
+                [rng.uniform(20, 120), h / 2, 1.0],
+                rng.uniform(-0.3, 0.3),
+                _random_texture(rng, (0.1, 1.0)),
             )
         )
-        shapes.append(_Plane(0.0, _random_texture(rng, (0.8, 4.0))))  # floor with its own texture
-        for _ in range(rng.integers(2, 7) * cfg.objects):
-            w, h, dd = rng.uniform(0.3, 1.5), rng.uniform(0.3, 2.0), rng.uniform(0.3, 1.5)
-            x = rng.uniform(-half_w + w, half_w - w)
-            z = rng.uniform(1.5, max(back - dd, 2.0))
-            shapes.append(_Box([x, h / 2, z], [w / 2, h / 2, dd / 2], rng.uniform(0, np.pi), _random_texture(rng)))
-        for _ in range(rng.integers(0, 3) * cfg.objects):
-            r = rng.uniform(0.15, 0.6)
-            shapes.append(
-                _Sphere(
-                    [rng.uniform(-half_w, half_w), r + rng.uniform(0, 1.0), rng.uniform(1.5, back)],
-                    r,
-                    _random_texture(rng, (2.0, 8.0)),
-                )
+    return shapes
+
+
+def _sample_street_objects(rng: np.random.Generator, cfg: SceneConfig) -> list[_Shape]:
+    """Spheres (on or above the ground), vertical poles and horizontal wires (thin structures)."""
+    shapes: list[_Shape] = []
+    for _ in range(rng.integers(0, 5) * cfg.objects):
+        r = rng.uniform(0.3, 2.5)
+        z = rng.uniform(3.0, 50.0)
+        shapes.append(
+            _Sphere(
+                [rng.uniform(-0.7, 0.7) * z, r + rng.choice([0.0, rng.uniform(0, 3)]), z],
+                r,
+                _random_texture(rng, (1.0, 6.0)),
             )
-        for _ in range(rng.integers(0, 4) * cfg.objects):
-            shapes.append(
-                _Cylinder(
-                    [rng.uniform(-half_w, half_w), 0.0, rng.uniform(1.0, back)],
-                    rng.uniform(0.02, 0.06),
-                    (0.0, ceil),
-                    1,
-                    _random_texture(rng, (2.0, 8.0)),
-                )
-            )
-        light = np.array([rng.uniform(-1, 1), ceil - 0.1, rng.uniform(-0.5, 1.0)])
-        env.update(indoor=True, light=light, light_falloff=rng.uniform(3.0, 8.0), ambient=rng.uniform(0.15, 0.3))
-    else:
-        shapes.append(_Plane(0.0, _random_texture(rng, (0.3, 2.5)), radius=cfg.max_distance))
-        for _ in range(rng.integers(3, 10) * cfg.objects):
-            z = np.exp(rng.uniform(np.log(3.0), np.log(80.0)))
-            # Width and depth at most ~half the distance: near objects stay small enough not to fill the view.
-            w, dd = rng.uniform(0.5, min(6.0, 0.2 + 0.5 * z), size=2)
-            h = np.exp(rng.uniform(np.log(0.5), np.log(12.0)))
-            x = rng.uniform(-0.8, 0.8) * z + rng.uniform(-2, 2)
-            shapes.append(_Box([x, h / 2, z], [w / 2, h / 2, dd / 2], rng.uniform(0, np.pi), _random_texture(rng)))
-        if rng.random() < 0.5 * cfg.objects:  # a far wall / building row across the view
-            z = rng.uniform(30.0, 150.0)
-            h = rng.uniform(5.0, 30.0)
-            shapes.append(
-                _Box(
-                    [rng.uniform(-20, 20), h / 2, z],
-                    [rng.uniform(20, 120), h / 2, 1.0],
-                    rng.uniform(-0.3, 0.3),
-                    _random_texture(rng, (0.1, 1.0)),
-                )
-            )
-        for _ in range(rng.integers(0, 5) * cfg.objects):
-            r = rng.uniform(0.3, 2.5)
-            z = rng.uniform(3.0, 50.0)
-            shapes.append(
-                _Sphere(
-                    [rng.uniform(-0.7, 0.7) * z, r + rng.choice([0.0, rng.uniform(0, 3)]), z],
-                    r,
-                    _random_texture(rng, (1.0, 6.0)),
-                )
-            )
-        for _ in range(rng.integers(0, 5) * cfg.objects):
-            z = rng.uniform(2.0, 40.0)
-            shapes.append(
-                _Cylinder(
-                    [rng.uniform(-0.7, 0.7) * z, 0.0, z],
-                    rng.uniform(0.03, 0.2),
-                    (0.0, rng.uniform(2.0, 9.0)),
-                    1,
-                    _random_texture(rng, (2.0, 8.0)),
-                )
-            )
-        for _ in range(rng.integers(0, 3) * cfg.objects):
-            z = rng.uniform(4.0, 30.0)
-            shapes.append(
-                _Cylinder(
-                    [0.0, rng.uniform(3.0, 8.0), z],
-                    rng.uniform(0.015, 0.05),
-                    (-60.0, 60.0),
-                    0,
-                    _random_texture(rng, (2.0, 8.0)),
-                )
-            )
-        sun_elev = np.radians(rng.uniform(15, 75))
-        sun_az = rng.uniform(0, 2 * np.pi)
-        sun = np.array([np.cos(sun_elev) * np.sin(sun_az), np.sin(sun_elev), np.cos(sun_elev) * np.cos(sun_az)])
-        env.update(
-            indoor=False,
-            sun=sun,
-            ambient=rng.uniform(0.25, 0.45),
-            haze_m=float(np.exp(rng.uniform(np.log(40.0), np.log(300.0)))),
-            horizon=np.clip(np.array([0.75, 0.8, 0.88]) + rng.uniform(-0.1, 0.1, 3), 0, 1),
-            zenith=np.clip(np.array([0.3, 0.5, 0.85]) + rng.uniform(-0.15, 0.15, 3), 0, 1),
         )
-    return ("indoor" if indoor else "outdoor"), shapes, env
+    for _ in range(rng.integers(0, 5) * cfg.objects):
+        z = rng.uniform(2.0, 40.0)
+        shapes.append(
+            _Cylinder(
+                [rng.uniform(-0.7, 0.7) * z, 0.0, z],
+                rng.uniform(0.03, 0.2),
+                (0.0, rng.uniform(2.0, 9.0)),
+                1,
+                _random_texture(rng, (2.0, 8.0)),
+            )
+        )
+    for _ in range(rng.integers(0, 3) * cfg.objects):
+        z = rng.uniform(4.0, 30.0)
+        shapes.append(
+            _Cylinder(
+                [0.0, rng.uniform(3.0, 8.0), z],
+                rng.uniform(0.015, 0.05),
+                (-60.0, 60.0),
+                0,
+                _random_texture(rng, (2.0, 8.0)),
+            )
+        )
+    return shapes
+
+
+def _sample_daylight(rng: np.random.Generator) -> dict[str, Any]:
+    """Sun direction, ambient level, haze distance and the sky's horizon and zenith colours."""
+    sun_elev = np.radians(rng.uniform(15, 75))
+    sun_az = rng.uniform(0, 2 * np.pi)
+    sun = np.array([np.cos(sun_elev) * np.sin(sun_az), np.sin(sun_elev), np.cos(sun_elev) * np.cos(sun_az)])
+    return {
+        "indoor": False,
+        "sun": sun,
+        "ambient": rng.uniform(0.25, 0.45),
+        "haze_m": float(np.exp(rng.uniform(np.log(40.0), np.log(300.0)))),
+        "horizon": np.clip(np.array([0.75, 0.8, 0.88]) + rng.uniform(-0.1, 0.1, 3), 0, 1),
+        "zenith": np.clip(np.array([0.3, 0.5, 0.85]) + rng.uniform(-0.15, 0.15, 3), 0, 1),
+    }
 
 
 @dataclass
@@ -571,8 +613,40 @@ def render_scene(
     rng = np.random.default_rng(ss)
     kind, shapes, env = _sample_scene(rng, cfg)
     noise = _Noise(rng)
+    cam, d, camera = _sample_camera(rng, cfg, env["camera_height"], height, width)
+    t, idx = _closest(shapes, cam, d)
+    ray_len = np.linalg.norm(d, axis=1)
+    hit = np.isfinite(t) & (t * ray_len < cfg.max_distance)
+    color, normal, p_all = _albedo(shapes, cam, d, t, np.where(hit, idx, -1), noise)
 
-    # Camera: pinhole, principal point at the image centre, square pixels.
+    hit_idx = np.flatnonzero(hit)
+    p, n, dist = p_all[hit_idx], normal[hit_idx], t[hit_idx] * ray_len[hit_idx]
+    if env["indoor"]:
+        color[hit_idx] *= _room_light(shapes, env, cfg, p, n, dist)[:, None]
+    else:
+        color[hit_idx] *= _sunlight(shapes, env, cfg, p, n)[:, None]
+        # Aerial perspective: haze grows with distance towards the horizon colour.
+        haze = 1.0 - np.exp(-dist / env["haze_m"])
+        color[hit_idx] = color[hit_idx] * (1 - haze[:, None]) + env["horizon"] * haze[:, None]
+        sky = np.flatnonzero(~hit)
+        if sky.size:
+            color[sky] = _sky(d[sky], ray_len[sky], env, noise, rng)
+
+    image = color.reshape(height, width, 3) * 255.0
+    if cfg.noise_std > 0:
+        image = image + rng.normal(0.0, cfg.noise_std, image.shape)
+    image_rgb = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    hit2d = hit.reshape(height, width)
+    depth = np.where(hit2d, t.reshape(height, width), np.inf).astype(np.float32)
+    intrinsics = np.array([[cam.f, 0.0, cam.cx], [0.0, cam.f, cam.cy], [0.0, 0.0, 1.0]])
+    return SyntheticScene(image_rgb, depth, hit2d.copy(), ~hit2d, intrinsics, kind, camera)
+
+
+def _sample_camera(
+    rng: np.random.Generator, cfg: SceneConfig, camera_height: float, height: int, width: int
+) -> tuple[_Camera, np.ndarray, dict[str, float]]:
+    """A pinhole camera (principal point at the image centre, square pixels) with random field of view, pitch
+    and roll: the camera, its primary rays ``(H*W, 3)`` in world axes and the parameters drawn."""
     hfov_deg = rng.uniform(*cfg.hfov_deg)
     hfov = np.radians(hfov_deg)
     f = 0.5 * width / np.tan(0.5 * hfov)
@@ -586,17 +660,25 @@ def render_scene(
     cp, sp = np.cos(pitch), np.sin(pitch)
     r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
     r_pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])  # pitch > 0 looks up: (0, 0, 1) -> (0, sp, cp)
-    d = d_cam @ (r_pitch @ r_roll).T
-    o = np.array([0.0, env["camera_height"], 0.0])
+    to_world = r_pitch @ r_roll
+    origin = np.array([0.0, camera_height, 0.0])
+    camera = {
+        "height_m": float(camera_height),
+        "pitch_deg": float(pitch_deg),
+        "roll_deg": float(roll_deg),
+        "hfov_deg": float(hfov_deg),
+    }
+    return _Camera(origin, to_world, f, cx, cy, height, width), d_cam @ to_world.T, camera
 
-    cam = _Camera(o, r_pitch @ r_roll, f, cx, cy, height, width)
-    t, idx = _closest(shapes, cam, d)
-    hit = np.isfinite(t) & (t * np.linalg.norm(d, axis=1) < cfg.max_distance)
-    idx = np.where(hit, idx, -1)
+
+def _albedo(
+    shapes: Sequence[_Shape], cam: _Camera, d: np.ndarray, t: np.ndarray, idx: np.ndarray, noise: _Noise
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Texture colour, surface normal and hit point of every ray (zeros where ``idx`` is -1, no hit)."""
     n_pix = len(d)
     color = np.zeros((n_pix, 3))
     ray_len = np.linalg.norm(d, axis=1)
-    p_all = o + np.where(hit, t, 0.0)[:, None] * d
+    p_all = cam.origin + np.where(idx >= 0, t, 0.0)[:, None] * d
     normal = np.zeros((n_pix, 3))
     for k, shape in enumerate(shapes):
         sel = np.flatnonzero(idx == k)
@@ -605,64 +687,54 @@ def render_scene(
         n, uv = shape.surface(p_all[sel], d[sel])
         cos_in = np.abs(np.einsum("ij,ij->i", n, d[sel])) / ray_len[sel]
         # Metres of surface one pixel covers: distance / focal, stretched at grazing angles.
-        footprint = t[sel] * ray_len[sel] / f / np.maximum(cos_in, 0.15)
+        footprint = t[sel] * ray_len[sel] / cam.f / np.maximum(cos_in, 0.15)
         color[sel] = _shade_texture(shape.texture, uv, footprint, noise)
         normal[sel] = n
+    return color, normal, p_all
 
-    # Lighting.
-    hit_idx = np.flatnonzero(hit)
-    p, n = p_all[hit_idx], normal[hit_idx]
-    if env["indoor"]:
-        to_light = env["light"] - p
-        dist = np.linalg.norm(to_light, axis=1)
-        ldir = to_light / dist[:, None]
-        diffuse = np.clip(np.einsum("ij,ij->i", n, ldir), 0, None)
-        if cfg.shadows:
-            diffuse = np.where(_occluded(shapes, p + n * 1e-4, ldir, dist), 0.0, diffuse)
-        falloff = 1.0 / (1.0 + (dist / env["light_falloff"]) ** 2)
-        # A dim fill light at the camera: nearer surfaces are brighter (as with a flash).
-        cam_dist = t[hit_idx] * ray_len[hit_idx]
-        fill = 0.5 / (1.0 + (cam_dist / 6.0) ** 2)
-        light = env["ambient"] + 1.4 * diffuse * falloff + fill
-        color[hit_idx] *= light[:, None]
-    else:
-        sun = env["sun"]
-        diffuse = np.clip(n @ sun, 0, None)
-        if cfg.shadows:
-            diffuse = np.where(_occluded(shapes, p + n * 1e-4, sun, np.inf), 0.0, diffuse)
-        light = env["ambient"] + (1.0 - env["ambient"]) * 1.2 * diffuse
-        color[hit_idx] *= light[:, None]
-        # Aerial perspective: haze grows with distance towards the horizon colour.
-        dist = t[hit_idx] * ray_len[hit_idx]
-        haze = 1.0 - np.exp(-dist / env["haze_m"])
-        color[hit_idx] = color[hit_idx] * (1 - haze[:, None]) + env["horizon"] * haze[:, None]
-        sky = np.flatnonzero(~hit)
-        if sky.size:
-            elev = np.clip(d[sky, 1] / ray_len[sky], 0.0, 1.0) ** 0.6
-            sky_col = env["horizon"] * (1 - elev[:, None]) + env["zenith"] * elev[:, None]
-            clouds = noise.fbm(
-                d[sky, 0] / np.maximum(d[sky, 1], 0.05) * 0.8,
-                d[sky, 2] / np.maximum(d[sky, 1], 0.05) * 0.8,
-                np.zeros(sky.size),
-                octaves=3,
-            )
-            cloud = np.clip((clouds - 0.55) * 3.0, 0, 1)[:, None] * rng.uniform(0.0, 0.8)
-            color[sky] = sky_col * (1 - cloud) + 0.95 * cloud
 
-    image = color.reshape(height, width, 3) * 255.0
-    if cfg.noise_std > 0:
-        image = image + rng.normal(0.0, cfg.noise_std, image.shape)
-    image_rgb = np.clip(np.round(image), 0, 255).astype(np.uint8)
-    hit2d = hit.reshape(height, width)
-    depth = np.where(hit2d, t.reshape(height, width), np.inf).astype(np.float32)
-    intrinsics = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
-    camera = {
-        "height_m": float(env["camera_height"]),
-        "pitch_deg": float(pitch_deg),
-        "roll_deg": float(roll_deg),
-        "hfov_deg": float(hfov_deg),
-    }
-    return SyntheticScene(image_rgb, depth, hit2d.copy(), ~hit2d, intrinsics, kind, camera)
+def _room_light(
+    shapes: Sequence[_Shape], env: dict[str, Any], cfg: SceneConfig, p: np.ndarray, n: np.ndarray, dist: np.ndarray
+) -> np.ndarray:
+    """Light reaching points ``p`` (normals ``n``, ``dist`` metres from the camera) in a room: a point light
+    with falloff and shadows, plus ambient and a camera fill light."""
+    to_light = env["light"] - p
+    light_dist = np.linalg.norm(to_light, axis=1)
+    ldir = to_light / light_dist[:, None]
+    diffuse = np.clip(np.einsum("ij,ij->i", n, ldir), 0, None)
+    if cfg.shadows:
+        diffuse = np.where(_occluded(shapes, p + n * 1e-4, ldir, light_dist), 0.0, diffuse)
+    falloff = 1.0 / (1.0 + (light_dist / env["light_falloff"]) ** 2)
+    # A dim fill light at the camera: nearer surfaces are brighter (as with a flash).
+    fill = 0.5 / (1.0 + (dist / 6.0) ** 2)
+    return env["ambient"] + 1.4 * diffuse * falloff + fill
+
+
+def _sunlight(
+    shapes: Sequence[_Shape], env: dict[str, Any], cfg: SceneConfig, p: np.ndarray, n: np.ndarray
+) -> np.ndarray:
+    """Light reaching points ``p`` (normals ``n``) outdoors: ambient plus the sun, with cast shadows."""
+    sun = env["sun"]
+    diffuse = np.clip(n @ sun, 0, None)
+    if cfg.shadows:
+        diffuse = np.where(_occluded(shapes, p + n * 1e-4, sun, np.inf), 0.0, diffuse)
+    return env["ambient"] + (1.0 - env["ambient"]) * 1.2 * diffuse
+
+
+def _sky(
+    d: np.ndarray, ray_len: np.ndarray, env: dict[str, Any], noise: _Noise, rng: np.random.Generator
+) -> np.ndarray:
+    """Colour of the sky along rays ``d`` (N, 3): a horizon-to-zenith gradient with clouds."""
+    elev = np.clip(d[:, 1] / ray_len, 0.0, 1.0) ** 0.6
+    sky_col = env["horizon"] * (1 - elev[:, None]) + env["zenith"] * elev[:, None]
+    clouds = noise.fbm(
+        d[:, 0] / np.maximum(d[:, 1], 0.05) * 0.8,
+        d[:, 2] / np.maximum(d[:, 1], 0.05) * 0.8,
+        np.zeros(len(d)),
+        octaves=3,
+    )
+    cloud = np.clip((clouds - 0.55) * 3.0, 0, 1)[:, None] * rng.uniform(0.0, 0.8)
+    return sky_col * (1 - cloud) + 0.95 * cloud
 
 
 # -------------------------------------------------------------------------------------------- dataset
