@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.atomic import atomic_write
 from ..io.inputs import ExpandedInputs, InputError, InputItem, expand_inputs
 from .predictor import batches_by_size
 from .prefetch import prefetch_map
@@ -444,7 +445,7 @@ def _write(d: _Decoded, result: Any, out: Path, options: PipelineOptions, report
             remove_edges=options.remove_edges,
         )
         if "tiling" in result.meta:
-            with outputs.atomic_open(item.output_path(out, "_tiling.json"), "w") as f:
+            with atomic_write(item.output_path(out, "_tiling.json"), "w") as f:
                 json.dump({"source": item.source, **result.meta["tiling"]}, f, indent=2)
         report.ok()
     except Exception as e:  # any failure of one item is reported and the run goes on
@@ -456,12 +457,11 @@ def _write(d: _Decoded, result: Any, out: Path, options: PipelineOptions, report
 def _align(item: InputItem, depth: np.ndarray, kind: str, out: Path, align_to: Path) -> tuple[np.ndarray, str]:
     """Relative (or metric) output -> metres fitted to the known depths; the fit goes to ``<stem>_align.json``."""
     from ..align.metric import align_to_metric, read_known_depth
-    from ..io.outputs import atomic_open
 
     disparity = 1.0 / np.maximum(depth, 1e-6) if kind == "metric" else depth
     known, mask = read_known_depth(_align_source(align_to, item), depth.shape)
     aligned = align_to_metric(disparity, known, mask)
-    with atomic_open(item.output_path(out, "_align.json"), "w") as f:
+    with atomic_write(item.output_path(out, "_align.json"), "w") as f:
         json.dump({"source": item.source, **aligned.to_dict()}, f, indent=2)
     logger.info("%s: %s", item.source, aligned.summary())
     return aligned.depth_m, "metric"

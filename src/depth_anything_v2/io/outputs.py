@@ -46,7 +46,7 @@ from typing import Literal
 
 import numpy as np
 
-from .atomic import atomic_write as atomic_open  # the writers' earlier name for the one atomic helper
+from .atomic import atomic_write
 from .depth_files import read_pfm, write_pfm  # noqa: F401  (read_pfm: part of this module's API)
 
 DepthKind = Literal["disparity", "metric"]
@@ -347,7 +347,7 @@ def encode_png(image: np.ndarray, text: Mapping[str, str] | None = None) -> byte
 
 def _write_png(path: str | Path, image: np.ndarray, text: Mapping[str, str] | None = None) -> None:
     data = encode_png(image, text)
-    with atomic_open(path) as f:
+    with atomic_write(path) as f:
         f.write(data)
 
 
@@ -360,7 +360,7 @@ def write_rgb_png(path: str | Path, image: np.ndarray) -> None:
 
 def write_npy(path: str | Path, depth: np.ndarray) -> None:
     """Write the map as float32 ``.npy`` (exact values), atomically. Read with ``np.load``."""
-    with atomic_open(path) as f:
+    with atomic_write(path) as f:
         np.save(f, np.asarray(depth, dtype=np.float32), allow_pickle=False)
 
 

@@ -230,7 +230,7 @@ class RecordingWriter:
         baseline_mm: float | None = None,
         device: dict | None = None,
     ) -> None:
-        from ..io.outputs import atomic_open
+        from ..io.atomic import atomic_write
 
         self.root = Path(root)
         if is_recording(self.root):
@@ -248,7 +248,7 @@ class RecordingWriter:
             "baseline_mm": baseline_mm,
             "device": device or {},
         }
-        with atomic_open(self.root / CALIB_FILE, "w") as f:
+        with atomic_write(self.root / CALIB_FILE, "w") as f:
             json.dump(calib, f, indent=2)
         self._frames = open(self.root / FRAMES_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
